@@ -1,0 +1,43 @@
+"""The ``ssen`` command line: one subcommand per module in this package.
+
+Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``; they are
+imported only when chosen, so ``ssen --help`` stays fast and never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    # name: (module, one-line help)
+    "generate": ("ssen_ros.cli.generate", "make labelled synthetic rooms in ScanNet format"),
+    "evaluate": ("ssen_ros.cli.evaluate", "score predictions with the ScanNet instance benchmark"),
+    "segment": ("ssen_ros.cli.segment", "segment a PLY/PCD/ScanNet/rosbag2 cloud into instances"),
+    "train": ("ssen_ros.cli.train", "train the semantic and embedding networks"),
+    "bench": ("ssen_ros.cli.bench", "run a benchmark and write its numbers to benchmarks/"),
+    "demo": ("ssen_ros.cli.demo", "run the node on the bundled map and write what it published"),
+}
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="ssen", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    if argv and argv[0] in SUBCOMMANDS:  # build only the chosen subcommand's parser
+        chosen = {argv[0]: SUBCOMMANDS[argv[0]]}
+    else:
+        chosen = {}
+        for name, (_, help_text) in SUBCOMMANDS.items():
+            sub.add_parser(name, help=help_text)
+    for name, (module_name, help_text) in chosen.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        args = parser.parse_args(argv)
+        return int(module.run(args) or 0)
+    parser.parse_args(argv)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
