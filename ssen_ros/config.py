@@ -1,0 +1,223 @@
+"""All settings in one tree of dataclasses, read from YAML with unknown keys rejected.
+
+The CLI, training and the ROS node read the same tree: the node declares one ROS parameter
+per leaf (``cluster.min_cluster_size`` ...), so there is no second set of defaults anywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ssen_ros.classes import BACKGROUND_CLASSES
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is wrong; the message names the key."""
+
+
+@dataclass
+class LossConfig:
+    """SSEN loss, paper eqs. 1-4 (see ``ssen_ros.loss``)."""
+
+    gamma: float = 10.0
+    """gamma_intra in eq. 1: weight of the push term."""
+    delta_pull: float = 0.1
+    """delta_inter in eq. 4: pull hinge radius around each instance mean."""
+    delta_push: float = 0.5
+    """delta_intra in eq. 2: means are pushed until 2*delta_push apart."""
+    p: float = 1.0
+    """Size weighting exponent of eq. 3 (n_i^p / sum_j n_j^p); p=0 weighs instances equally."""
+
+
+@dataclass
+class ClusterConfig:
+    """Clustering of foreground embeddings into instances (paper §III-B, HDBSCAN)."""
+
+    method: str = "fast"
+    """'exact': HDBSCAN on every embedding, the authors' call; 'fast': HDBSCAN on a sample, then
+    every embedding joins the nearest sampled cluster (``ssen_ros.cluster``)."""
+    min_cluster_size: int = 200
+    """Smallest instance, in voxels of the full cloud (authors: 200 at 2 cm)."""
+    min_samples: Optional[int] = None
+    """HDBSCAN min_samples in voxels of the full cloud; None means equal to min_cluster_size."""
+    sample_size: int = 6000
+    """'fast' only: how many embeddings HDBSCAN sees."""
+    assign_radius: float = 0.3
+    """'fast' only: an embedding farther than this from every cluster's sampled members is noise."""
+    seed: int = 0
+    """'fast' only: seed of the sample, so results repeat."""
+
+
+@dataclass
+class SegmenterConfig:
+    """The whole inference pipeline: voxelise -> networks -> cluster -> instances."""
+
+    weights: str = "default"
+    """Checkpoint with both networks; 'default' is the demo weights shipped in the package."""
+    voxel_size: Optional[float] = None
+    """Voxel edge in metres; None takes the voxel size the weights were trained with."""
+    device: str = "auto"
+    """'auto' (CUDA when available, else CPU), 'cpu' or 'cuda'."""
+    backend: str = "auto"
+    """Sparse-conv engine: 'auto' (MinkowskiEngine when it imports, else torch), 'torch', 'minkowski'."""
+    background_classes: list[str] = field(default_factory=lambda: list(BACKGROUND_CLASSES))
+    """Classes that never become instances; the embedding network does not see them."""
+    tta_rotations: int = 1
+    """Average the semantic logits over this many rotations about z (paper Table II uses 10)."""
+    crop_min: Optional[list[float]] = None
+    """Lower corner [x, y, z] of a region of interest; points outside are not segmented."""
+    crop_max: Optional[list[float]] = None
+    """Upper corner [x, y, z] of the region of interest."""
+    max_points: int = 5_000_000
+    """Larger clouds are rejected with an error rather than risking the robot's memory."""
+    min_instance_points: int = 1
+    """Instances with fewer input points than this are dropped."""
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentations, paper §IV."""
+
+    color_jitter_std: float = 0.03
+    scale_min: float = 0.8
+    scale_max: float = 1.2
+    rotate_z: bool = True
+    """A free rotation about z."""
+    tilt_std_deg: float = 5.0
+    """Rotation about x, Gaussian, clipped at ``tilt_max_deg``."""
+    tilt_max_deg: float = 10.0
+
+
+@dataclass
+class TrainConfig:
+    """Training of both networks (``ssen train``); defaults are the paper's recipe."""
+
+    data: str = "data/rooms"
+    """A folder of ScanNet-format scene folders with 'train' and 'val' subfolders."""
+    out: str = "runs/ssen"
+    arch: str = "Res16UNet34C"
+    in_channels: int = 3
+    conv1_kernel: int = 5
+    voxel_size: float = 0.02
+    embedding_dim: int = 8
+    steps: int = 60_000
+    batch_size: int = 8
+    lr: float = 1e-4
+    lr_decay: float = 0.8
+    lr_decay_every: int = 10_000
+    grad_clip: float = 0.5
+    crop_size: Optional[float] = None
+    """Train on random square crops of this edge in metres (None: whole rooms)."""
+    val_every: int = 2000
+    checkpoint_every: int = 1000
+    seed: int = 0
+    num_workers: int = 0
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(path: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(path, inner, value)
+    if _is_dataclass_type(tp):
+        return from_dict(tp, value, path)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_coerce(f"{path}[{i}]", inner, v) for i, v in enumerate(value)]
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise ConfigError(f"{path}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict; unknown keys and wrong types raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"unknown key(s) {unknown}{where}; known keys: {sorted(names)}")
+    kwargs = {k: _coerce(f"{path}.{k}" if path else k, hints[k], v) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict:
+    """The nested dict of a config dataclass (for YAML and checkpoints)."""
+    return dataclasses.asdict(config)
+
+
+def load_yaml(cls: type, path: "str | Path") -> Any:
+    """Read a YAML file into dataclass ``cls``; errors name the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    try:
+        return from_dict(cls, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves of a config as ``{'cluster.min_cluster_size': 200, ...}`` (ROS parameter names)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, key + "."))
+        else:
+            out[key] = value
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict:
+    """Inverse of :func:`flatten` on plain dicts."""
+    nested: dict = {}
+    for key, value in flat.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return nested
+
+
+def field_docs(cls: type, prefix: str = "") -> dict[str, str]:
+    """Leaf name -> the docstring written under that field (used as ROS parameter descriptions)."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    for stmt, nxt in zip(body, body[1:]):
+        if (isinstance(stmt, ast.AnnAssign) and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+            docs[prefix + stmt.target.id] = " ".join(nxt.value.value.split())
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if _is_dataclass_type(hints[f.name]):
+            docs.update(field_docs(hints[f.name], f"{prefix}{f.name}."))
+    return docs
