@@ -1,0 +1,62 @@
+"""Clustering: 'fast' agrees with 'exact' HDBSCAN on embeddings shaped like trained SSEN output."""
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from ssen_ros.cluster import EmbeddingClusterer
+from ssen_ros.config import ClusterConfig
+
+
+def ssen_like_embeddings(sizes, seed=0, d=8, spread=0.05, outliers=0.03):
+    """Balls of radius ~delta_pull around means >= 1.0 apart (eqs. 2, 4), plus scattered outliers."""
+    rng = np.random.default_rng(seed)
+    means = []
+    while len(means) < len(sizes):
+        m = rng.uniform(-3, 3, d)
+        if all(np.linalg.norm(m - o) >= 1.0 for o in means):
+            means.append(m)
+    x = np.concatenate([m + rng.normal(0, spread, (n, d)) for m, n in zip(means, sizes)])
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    k = int(outliers * len(x))
+    idx = rng.choice(len(x), k, replace=False)
+    x[idx] = rng.uniform(-3.5, 3.5, (k, d))
+    y[idx] = -1
+    return x, y
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_matches_exact_and_truth(seed):
+    sizes = [200, 350, 800, 1500, 3000, 6000, 12000]
+    x, truth = ssen_like_embeddings(sizes, seed=seed)
+    exact = EmbeddingClusterer(ClusterConfig(method="exact", min_cluster_size=100, min_samples=10)).fit_predict(x)
+    fast = EmbeddingClusterer(ClusterConfig(method="fast", min_cluster_size=100, min_samples=10,
+                                            sample_size=3000)).fit_predict(x)
+    inliers = truth >= 0
+    assert fast.max() + 1 == len(sizes) == exact.max() + 1
+    assert adjusted_rand_score(truth[inliers], fast[inliers]) > 0.99
+    assert adjusted_rand_score(exact[inliers], fast[inliers]) > 0.99
+
+
+def test_labels_are_numbered_by_size_and_repeatable():
+    x, _ = ssen_like_embeddings([300, 2000, 900], outliers=0.0)
+    cfg = ClusterConfig(min_cluster_size=100, sample_size=1000, seed=3)
+    a = EmbeddingClusterer(cfg).fit_predict(x)
+    assert np.array_equal(a, EmbeddingClusterer(cfg).fit_predict(x))
+    counts = np.bincount(a[a >= 0])
+    assert list(counts) == sorted(counts, reverse=True) and counts[0] == 2000
+
+
+def test_far_points_are_noise_and_small_clusters_dropped():
+    x, truth = ssen_like_embeddings([3000, 3000], outliers=0.0, seed=4)
+    far = np.full((5, 8), 50.0)
+    labels = EmbeddingClusterer(ClusterConfig(min_cluster_size=100, sample_size=1000)).fit_predict(
+        np.concatenate([x, far]))
+    assert (labels[-5:] == -1).all()
+    assert EmbeddingClusterer(ClusterConfig(min_cluster_size=100)).fit_predict(x[:50]).tolist() == [-1] * 50
+
+
+def test_bad_settings_and_shapes_are_named():
+    with pytest.raises(ValueError, match="cluster.method"):
+        EmbeddingClusterer(ClusterConfig(method="kmeans"))
+    with pytest.raises(ValueError, match=r"\(N, d\)"):
+        EmbeddingClusterer().fit_predict(np.zeros(10))
