@@ -1,0 +1,116 @@
+"""Voxelisation of point clouds and the point <-> voxel maps (paper §IV: 2 cm voxels).
+
+A point ``p`` falls in the voxel ``floor(p / voxel_size)`` (the authors' code, FACTS §2).
+``voxelize`` returns one entry per occupied voxel with the mean of its points' features and the
+point -> voxel ``inverse`` map; ``devoxelize`` spreads per-voxel values back to the points.
+
+Coordinates are returned relative to ``origin`` (the per-axis minimum voxel index), so a map
+far from its frame's origin (±10 km) still gives small int32 coordinates: the absolute voxel
+index of voxel ``i`` is ``coords[i] + origin``. Points are divided in float64 whatever their
+dtype, so the voxel of a float64 point is exact to float64 rounding even at ±10 km.
+
+Grouping packs the three relative indices into one int64 key (21 bits each) and sorts it with
+``np.argsort``: measured faster than ``np.unique`` or ``torch.unique`` on 1M points (see
+``ssen bench io``), and far faster than ``np.unique(axis=0)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_BITS = 21
+_MAX_EXTENT = 1 << _BITS  # voxels per axis that fit one packed key
+
+
+@dataclass(frozen=True)
+class Voxels:
+    """Occupied voxels of a cloud, sorted by (x, y, z) index.
+
+    ``coords`` int32 (M, 3) relative voxel indices (>= 0); ``origin`` int64 (3,) voxel index of
+    the grid corner, so ``coords + origin == floor(points / voxel_size)``; ``features`` (M, F)
+    mean feature of each voxel's points; ``inverse`` int64 (N,) voxel of each point;
+    ``counts`` int64 (M,) points per voxel; ``voxel_size`` in metres.
+    """
+
+    coords: np.ndarray
+    features: np.ndarray
+    inverse: np.ndarray
+    counts: np.ndarray
+    origin: np.ndarray
+    voxel_size: float
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def centers(self) -> np.ndarray:
+        """Voxel centres in metres, float64 (M, 3)."""
+        return (self.coords + self.origin + 0.5) * self.voxel_size
+
+
+def voxelize(points: np.ndarray, features: "np.ndarray | None" = None,
+             voxel_size: float = 0.02) -> Voxels:
+    """Group ``points`` (N, 3) into voxels of ``voxel_size`` metres and average ``features``.
+
+    ``features`` is (N, F) or (N,) (treated as F = 1) or None (F = 0). Float32 features give
+    float32 means (summed in float64); any other dtype gives float64 means.
+    Raises ``ValueError`` for non-finite points, a non-positive voxel size, mismatched
+    lengths, or a cloud wider than 2**21 voxels along an axis (42 km at 2 cm).
+    """
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must have shape (N, 3), got {points.shape}")
+    if not voxel_size > 0:
+        raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+    n = len(points)
+    feats = np.zeros((n, 0)) if features is None else np.asarray(features)
+    if feats.ndim == 1:
+        feats = feats[:, None]
+    if feats.ndim != 2 or len(feats) != n:
+        raise ValueError(f"features must have shape (N, F) with N = {n}, got {feats.shape}")
+    out_dtype = np.float32 if feats.dtype == np.float32 else np.float64
+
+    index = np.floor(points.astype(np.float64, copy=False) / voxel_size)
+    if not np.isfinite(index).all():
+        bad = int((~np.isfinite(index)).any(axis=1).sum())
+        raise ValueError(f"{bad} of {n} points are not finite; drop them before voxelize")
+    if n == 0:
+        return Voxels(np.zeros((0, 3), np.int32), np.zeros((0, feats.shape[1]), out_dtype),
+                      np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(3, np.int64),
+                      float(voxel_size))
+    origin = index.min(axis=0)
+    rel = (index - origin).astype(np.int64)
+    extent = rel.max(axis=0) + 1
+    if (extent > _MAX_EXTENT).any():
+        raise ValueError(f"cloud spans {extent.tolist()} voxels of {voxel_size} m; at most "
+                         f"{_MAX_EXTENT} per axis are supported: crop it or use larger voxels")
+
+    keys = (rel[:, 0] << (2 * _BITS)) | (rel[:, 1] << _BITS) | rel[:, 2]
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    counts = np.diff(np.append(starts, n))
+
+    unique_keys = sorted_keys[starts]
+    mask = _MAX_EXTENT - 1
+    coords = np.stack([unique_keys >> (2 * _BITS), (unique_keys >> _BITS) & mask,
+                       unique_keys & mask], axis=1).astype(np.int32)
+
+    sums = np.empty((len(starts), feats.shape[1]), dtype=np.float64)
+    for j in range(feats.shape[1]):
+        sums[:, j] = np.bincount(inverse, weights=feats[:, j], minlength=len(starts))
+    means = (sums / counts[:, None]).astype(out_dtype, copy=False)
+    return Voxels(coords, means, inverse, counts, origin.astype(np.int64), float(voxel_size))
+
+
+def devoxelize(voxel_values, inverse):
+    """Spread per-voxel values (M, ...) back to the points: ``voxel_values[inverse]``.
+
+    Works for numpy arrays and torch tensors alike (index with the same kind).
+    """
+    return voxel_values[inverse]
