@@ -4,7 +4,7 @@ A point ``p`` falls in the voxel ``floor(p / voxel_size)`` (the authors' code, F
 ``voxelize`` returns one entry per occupied voxel with the mean of its points' features and the
 point -> voxel ``inverse`` map; ``devoxelize`` spreads per-voxel values back to the points.
 
-Coordinates are returned relative to ``origin`` (the per-axis minimum voxel index), so a map
+Coordinates are returned relative to ``origin`` (the per-axis minimum voxel index, rounded down to a multiple of 16), so a map
 far from its frame's origin (±10 km) still gives small int32 coordinates: the absolute voxel
 index of voxel ``i`` is ``coords[i] + origin``. Points are divided in float64 whatever their
 dtype, so the voxel of a float64 point is exact to float64 rounding even at ±10 km.
@@ -21,6 +21,7 @@ import numpy as np
 
 _BITS = 21
 _MAX_EXTENT = 1 << _BITS  # voxels per axis that fit one packed key
+GRID_ALIGN = 16  # origins are multiples of the UNets' coarsest stride
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,9 @@ def voxelize(points: np.ndarray, features: "np.ndarray | None" = None,
         bad = int((~np.isfinite(points)).any(axis=1).sum())
         raise ValueError(f"{bad} of {n} points are not finite; drop them before voxelize")
     # floor is monotonic, so the extreme voxels are those of the extreme coordinates
-    origin = np.floor(np.divide(low, voxel_size, dtype=np.float64))
+    # Rounded down to a multiple of GRID_ALIGN so that strided layers (UNet strides up to 16)
+    # see the same grid whatever part of the map was cropped.
+    origin = np.floor(np.floor(np.divide(low, voxel_size, dtype=np.float64)) / GRID_ALIGN) * GRID_ALIGN
     extent = np.floor(np.divide(high, voxel_size, dtype=np.float64)) - origin + 1
     if (extent > _MAX_EXTENT).any():
         raise ValueError(f"cloud spans {extent.astype(np.int64).tolist()} voxels of {voxel_size} m; at most "

@@ -60,8 +60,9 @@ def test_empty_input():
 def test_single_point_and_no_features():
     vox = voxelize(np.array([[1.234, -5.6, 7.0]]))
     assert len(vox) == 1 and vox.features.shape == (1, 0)
-    np.testing.assert_array_equal(vox.origin, [61, -280, 350])
-    np.testing.assert_array_equal(vox.coords, [[0, 0, 0]])
+    # voxel (61, -280, 350); the origin is rounded down to a multiple of 16
+    np.testing.assert_array_equal(vox.origin, [48, -288, 336])
+    np.testing.assert_array_equal(vox.coords, [[13, 8, 14]])
 
 
 def test_negative_coordinates_floor_not_truncate():

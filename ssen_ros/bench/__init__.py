@@ -46,8 +46,7 @@ def machine_line() -> str:
 def write_results(name: str, title: str, body: str) -> Path:
     """Write ``benchmarks/{name}.md``: title, the command that produced it, the machine, body."""
     RESULTS_DIR.mkdir(exist_ok=True)
-    command = "ssen bench " + " ".join(shlex.quote(a) for a in [name, *sys.argv[2:]]) \
-        if Path(sys.argv[0]).name == "ssen" else " ".join(shlex.quote(a) for a in ["python", "-m", *sys.argv])
+    command = " ".join(["ssen bench", name, *map(shlex.quote, sys.argv[3:])])
     text = (f"# {title}\n\nProduced by `{command}` on {time.strftime('%Y-%m-%d')}.\n\n"
             f"Machine: {machine_line()}.\n\n{body.rstrip()}\n")
     path = RESULTS_DIR / f"{name}.md"
