@@ -9,7 +9,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -43,8 +43,8 @@ class ClusterConfig:
     every embedding joins the nearest sampled cluster (``ssen_ros.cluster``)."""
     min_cluster_size: int = 200
     """Smallest instance, in voxels of the full cloud (authors: 200 at 2 cm)."""
-    min_samples: Optional[int] = None
-    """HDBSCAN min_samples in voxels of the full cloud; None means equal to min_cluster_size."""
+    min_samples: int = 0
+    """HDBSCAN min_samples in voxels of the full cloud; 0 means equal to min_cluster_size."""
     sample_size: int = 6000
     """'fast' only: how many embeddings HDBSCAN sees."""
     assign_radius: float = 0.3
@@ -59,8 +59,8 @@ class SegmenterConfig:
 
     weights: str = "default"
     """Checkpoint with both networks; 'default' is the demo weights shipped in the package."""
-    voxel_size: Optional[float] = None
-    """Voxel edge in metres; None takes the voxel size the weights were trained with."""
+    voxel_size: float = 0.0
+    """Voxel edge in metres; 0 takes the voxel size the weights were trained with."""
     device: str = "auto"
     """'auto' (CUDA when available, else CPU), 'cpu' or 'cuda'."""
     backend: str = "auto"
@@ -69,15 +69,36 @@ class SegmenterConfig:
     """Classes that never become instances; the embedding network does not see them."""
     tta_rotations: int = 1
     """Average the semantic logits over this many rotations about z (paper Table II uses 10)."""
-    crop_min: Optional[list[float]] = None
-    """Lower corner [x, y, z] of a region of interest; points outside are not segmented."""
-    crop_max: Optional[list[float]] = None
-    """Upper corner [x, y, z] of the region of interest."""
+    crop_min: list[float] = field(default_factory=list)
+    """Lower corner [x, y, z] of a region of interest (empty: none); points outside are not segmented."""
+    crop_max: list[float] = field(default_factory=list)
+    """Upper corner [x, y, z] of the region of interest (empty: none)."""
     max_points: int = 5_000_000
     """Larger clouds are rejected with an error rather than risking the robot's memory."""
     min_instance_points: int = 1
     """Instances with fewer input points than this are dropped."""
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+@dataclass
+class NodeConfig:
+    """The ROS 2 node: QoS of the map subscription and how often to re-segment."""
+
+    reliability: str = "reliable"
+    """QoS reliability of the map subscription: 'reliable' or 'best_effort' (must suit the publisher)."""
+    durability: str = "transient_local"
+    """QoS durability: 'transient_local' also receives a latched map published before we started;
+    'volatile' only new ones."""
+    depth: int = 1
+    """QoS history depth; only the newest map matters, older ones are coalesced."""
+    min_period: float = 0.0
+    """Seconds between the starts of two runs; maps arriving sooner wait (only the newest is kept)."""
+    oriented_boxes: bool = True
+    """Markers show oriented boxes (yaw from the footprint) rather than axis-aligned ones."""
+    id_match_iou: float = 0.3
+    """Stable ids: a new instance keeps the id of last run's instance of the same class whose
+    voxels overlap it by at least this IoU."""
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
 
 
 @dataclass
@@ -112,8 +133,8 @@ class TrainConfig:
     lr_decay: float = 0.8
     lr_decay_every: int = 10_000
     grad_clip: float = 0.5
-    crop_size: Optional[float] = None
-    """Train on random square crops of this edge in metres (None: whole rooms)."""
+    crop_size: float = 0.0
+    """Train on random square crops of this edge in metres (0: whole rooms)."""
     val_every: int = 2000
     checkpoint_every: int = 1000
     seed: int = 0
@@ -129,11 +150,6 @@ def _is_dataclass_type(tp: Any) -> bool:
 def _coerce(path: str, tp: Any, value: Any) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
     origin = typing.get_origin(tp)
-    if origin is typing.Union:  # Optional[X]
-        if value is None:
-            return None
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _coerce(path, inner, value)
     if _is_dataclass_type(tp):
         return from_dict(tp, value, path)
     if origin is list:

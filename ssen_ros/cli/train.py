@@ -1,0 +1,29 @@
+"""``ssen train CONFIG``: train both networks; with torchrun, on many GPUs or CPU processes."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ssen_ros.config import TrainConfig, load_yaml
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="training YAML (see config/train_paper.yaml)")
+    parser.add_argument("--resume", type=Path, help="checkpoint to continue from (e.g. OUT/last.pt)")
+    parser.add_argument("--data", help="override the config's dataset folder")
+    parser.add_argument("--out", help="override the config's output folder")
+    parser.add_argument("--steps", type=int, help="override the config's number of steps")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssen_ros.train import train
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    config = load_yaml(TrainConfig, args.config)
+    for key in ("data", "out", "steps"):
+        if getattr(args, key) is not None:
+            setattr(config, key, getattr(args, key))
+    final = train(config, resume=args.resume)
+    print(f"weights: {final}")
+    return 0

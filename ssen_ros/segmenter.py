@@ -1,0 +1,166 @@
+"""The SSEN pipeline (paper §III, Fig. 2): one call from a point cloud to instances.
+
+Stages, each timed: crop -> voxelize -> semantic network (optionally averaged over rotations
+about z, paper Table II) -> drop background classes -> embedding network on the foreground
+voxels -> cluster (HDBSCAN, §III-B) -> instance records -> labels spread back to every point.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from ssen_ros import checkpoint
+from ssen_ros.classes import class_ids
+from ssen_ros.cluster import EmbeddingClusterer
+from ssen_ros.config import SegmenterConfig
+from ssen_ros.data.augment import rotation_z
+from ssen_ros.instances import Instance, make_instances
+from ssen_ros.sparse import SparseTensor
+from ssen_ros.voxel import voxelize
+
+log = logging.getLogger("ssen_ros")
+
+
+class SegmenterError(ValueError):
+    """The input cannot be segmented; the message says why."""
+
+
+@dataclass
+class Segmentation:
+    """Per-point labels (-1: background, noise or outside the crop) and the instance records."""
+
+    semantic: np.ndarray
+    instance: np.ndarray
+    instances: list[Instance]
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage, plus 'total'."""
+    num_voxels: int = 0
+    num_foreground_voxels: int = 0
+
+    def point_scores(self) -> np.ndarray:
+        """Each point's instance score (0 where it is in no instance)."""
+        scores = np.zeros(len(self.instance), dtype=np.float32)
+        for inst in self.instances:
+            scores[self.instance == inst.id] = inst.score
+        return scores
+
+
+def colors_to_features(colors: Optional[np.ndarray], n: int) -> np.ndarray:
+    """Network input features: RGB/255 - 0.5 (FACTS §2); grey where a cloud has no colour."""
+    if colors is None:
+        return np.zeros((n, 3), dtype=np.float32)
+    return (np.asarray(colors, dtype=np.float32) / 255.0 - 0.5).astype(np.float32)
+
+
+def pick_device(requested: str) -> torch.device:
+    """'auto' -> CUDA if available else CPU; 'cuda' without CUDA falls back to CPU, logged."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise SegmenterError(f"device must be auto, cpu or cuda, got {requested!r}")
+    if requested != "cpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "cuda":
+        log.warning("device 'cuda' requested but CUDA is not available: running on the CPU")
+    return torch.device("cpu")
+
+
+class Segmenter:
+    """``Segmenter(config)(points, colors) -> Segmentation``; networks are loaded once."""
+
+    def __init__(self, config: SegmenterConfig = SegmenterConfig()):
+        self.config = config
+        self.device = pick_device(config.device)
+        self.background = class_ids(config.background_classes)
+        self.clusterer = EmbeddingClusterer(config.cluster)
+        path = checkpoint.resolve(config.weights)
+        self.spec, self.semantic_net, self.embedding_net, self.meta = checkpoint.load(
+            path, backend=config.backend, device=self.device)
+        self.voxel_size = config.voxel_size or self.spec.voxel_size
+        log.info("SSEN weights %s (%s, trained at %.3f m voxels), running at %.3f m on %s",
+                 path, self.spec.arch, self.spec.voxel_size, self.voxel_size, self.device)
+
+    def __call__(self, points: np.ndarray, colors: Optional[np.ndarray] = None) -> Segmentation:
+        timings: dict[str, float] = {}
+
+        @contextmanager
+        def stage(name: str) -> Iterator[None]:
+            t0 = time.perf_counter()
+            yield
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            timings[name] = time.perf_counter() - t0
+
+        points = np.asarray(points)
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise SegmenterError(f"points must be (N, 3), got shape {points.shape}")
+        n = len(points)
+        if n > self.config.max_points:
+            raise SegmenterError(f"{n} points exceed max_points={self.config.max_points}")
+        semantic = np.full(n, -1, dtype=np.int64)
+        instance = np.full(n, -1, dtype=np.int64)
+        t_start = time.perf_counter()
+        with stage("crop"):
+            keep = np.isfinite(points).all(1) & self._in_crop(points)
+            pts = points[keep]
+            feats = colors_to_features(None if colors is None else np.asarray(colors)[keep], len(pts))
+        if len(pts) == 0:
+            timings["total"] = time.perf_counter() - t_start
+            return Segmentation(semantic, instance, [], timings)
+        with stage("voxelize"):
+            vox = voxelize(pts, feats, self.voxel_size)
+            coords = torch.from_numpy(vox.coords)
+            features = torch.from_numpy(np.ascontiguousarray(vox.features, dtype=np.float32))
+        with torch.inference_mode():
+            with stage("semantic"):
+                probs = self._semantic_probs(vox.centers(), coords, features)
+            with stage("embedding"):
+                fg = ~np.isin(probs.argmax(1), self.background)
+                emb = self._run(self.embedding_net, coords[fg], features[fg]) if fg.any() else np.zeros((0, 1))
+        with stage("cluster"):
+            voxel_instance = np.full(len(vox), -1, dtype=np.int64)
+            voxel_instance[fg] = self.clusterer.fit_predict(emb)
+        with stage("instances"):
+            point_instance = voxel_instance[vox.inverse]
+            records = make_instances(pts, point_instance, voxel_instance, probs)
+            small = [r.id for r in records if r.point_count < self.config.min_instance_points]
+            point_instance[np.isin(point_instance, small)] = -1
+            records = [r for r in records if r.id not in small]
+            semantic[keep] = probs.argmax(1)[vox.inverse]
+            instance[keep] = point_instance
+        timings["total"] = time.perf_counter() - t_start
+        return Segmentation(semantic, instance, records, timings, len(vox), int(fg.sum()))
+
+    def _in_crop(self, points: np.ndarray) -> np.ndarray:
+        inside = np.ones(len(points), dtype=bool)
+        if self.config.crop_min:
+            inside &= (points >= np.asarray(self.config.crop_min)).all(1)
+        if self.config.crop_max:
+            inside &= (points <= np.asarray(self.config.crop_max)).all(1)
+        return inside
+
+    def _run(self, net: torch.nn.Module, coords: torch.Tensor, features: torch.Tensor) -> np.ndarray:
+        batch = torch.zeros(len(coords), 1, dtype=torch.int32)
+        x = SparseTensor(features.to(self.device), torch.cat([batch, coords], 1).to(self.device))
+        return net(x).features.float().cpu().numpy()
+
+    def _semantic_probs(self, centers: np.ndarray, coords: torch.Tensor, features: torch.Tensor) -> np.ndarray:
+        """Softmax of the semantic logits, averaged over ``tta_rotations`` turns about z (Table II)."""
+        logits = self._run(self.semantic_net, coords, features)
+        turns = max(1, self.config.tta_rotations)
+        middle = centers.mean(0)
+        for k in range(1, turns):
+            rotated = voxelize((centers - middle) @ rotation_z(2 * np.pi * k / turns).T,
+                               features.numpy(), self.voxel_size)
+            out = self._run(self.semantic_net, torch.from_numpy(rotated.coords),
+                            torch.from_numpy(np.ascontiguousarray(rotated.features, dtype=np.float32)))
+            logits += out[rotated.inverse]
+        logits /= turns
+        logits -= logits.max(1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(1, keepdims=True)
+        return probs

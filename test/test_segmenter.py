@@ -1,0 +1,78 @@
+"""The pipeline end to end on untrained weights: shapes, crop, bad input, weights errors."""
+import numpy as np
+import pytest
+
+from ssen_ros import checkpoint
+from ssen_ros.config import ClusterConfig, SegmenterConfig
+from ssen_ros.segmenter import Segmenter, SegmenterError, pick_device
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    spec = checkpoint.ModelSpec(arch="Res16UNet14S", voxel_size=0.1)
+    path = tmp_path_factory.mktemp("w") / "w.pt"
+    checkpoint.save(path, spec, *checkpoint.build_pair(spec, backend="torch"), half=True)
+    return path
+
+
+def room(n=6000, seed=0):
+    rng = np.random.default_rng(seed)
+    pts = rng.uniform(0, 3, (n, 3))
+    pts[: n // 2, 2] = 0.0  # a floor
+    return pts, rng.integers(0, 256, (n, 3)).astype(np.uint8)
+
+
+def segmenter(weights, **kw):
+    return Segmenter(SegmenterConfig(weights=str(weights), backend="torch", device="cpu",
+                                     background_classes=[], cluster=ClusterConfig(min_cluster_size=10), **kw))
+
+
+def test_labels_every_point_and_records_match(weights):
+    pts, cols = room()
+    result = segmenter(weights)(pts, cols)
+    assert result.semantic.shape == result.instance.shape == (len(pts),)
+    assert (result.semantic >= 0).all()
+    for inst in result.instances:
+        assert inst.point_count == int((result.instance == inst.id).sum())
+    assert set(result.timings) >= {"voxelize", "semantic", "embedding", "cluster", "instances", "total"}
+
+
+def test_crop_and_nonfinite_points_get_minus_one(weights):
+    pts, cols = room()
+    pts[0] = np.nan
+    result = segmenter(weights, crop_min=[0.0, 0.0, -1.0], crop_max=[1.5, 3.0, 4.0])(pts, cols)
+    outside = ~(pts[:, 0] <= 1.5)
+    assert (result.semantic[outside] == -1).all() and (result.instance[outside] == -1).all()
+    assert (result.semantic[~outside] >= 0).all()
+
+
+def test_rotation_averaging_runs(weights):
+    pts, cols = room(2000)
+    assert segmenter(weights, tta_rotations=3)(pts, cols).semantic.min() >= 0
+
+
+def test_bad_inputs_are_named(weights):
+    seg = segmenter(weights, max_points=100)
+    with pytest.raises(SegmenterError, match="exceed max_points=100"):
+        seg(*room(200))
+    with pytest.raises(SegmenterError, match=r"\(N, 3\)"):
+        seg(np.zeros((5, 2)))
+    empty = seg(np.zeros((0, 3)))
+    assert empty.instances == [] and len(empty.semantic) == 0
+
+
+def test_missing_or_foreign_weights_fail_with_the_path(tmp_path):
+    with pytest.raises(checkpoint.WeightsError, match="nope.pt does not exist"):
+        Segmenter(SegmenterConfig(weights=str(tmp_path / "nope.pt")))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.WeightsError, match="bad.pt cannot be read"):
+        Segmenter(SegmenterConfig(weights=str(bad)))
+
+
+def test_cuda_request_falls_back_to_cpu_without_cuda():
+    import torch
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert pick_device("cuda").type == expected
+    with pytest.raises(SegmenterError, match="device must be"):
+        pick_device("tpu")
