@@ -1,0 +1,55 @@
+"""Sparse convolution for the SSEN networks (paper §III-A): tensors, kernel maps, two backends.
+
+- ``torch``: :mod:`ssen_ros.sparse.torch_backend`, plain PyTorch, runs wherever torch does.
+- ``minkowski``: :mod:`ssen_ros.sparse.minkowski_backend`, thin wrappers around
+  MinkowskiEngine 0.5.4 (build it with ``scripts/build_minkowski.sh``).
+
+Both expose the same layer factories (``conv``, ``conv_tr``, ``batch_norm``, ``relu``, ``cat``,
+``add_``, ``to_native``, ``from_native``) with the same parameter names, shapes and kernel-offset
+order, so one ``state_dict`` loads in either. ``backend="auto"`` picks MinkowskiEngine when it
+imports, else torch, and logs the choice.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from types import ModuleType
+
+from ssen_ros.sparse.kernel_map import CoordinateError, KernelMap, KernelMaps, kernel_offsets
+from ssen_ros.sparse.tensor import SparseTensor, cat, to_points
+
+__all__ = ["SparseTensor", "KernelMaps", "KernelMap", "CoordinateError", "cat", "to_points",
+           "kernel_offsets", "BACKENDS", "minkowski_available", "resolve_backend", "get_backend"]
+
+BACKENDS = ("auto", "torch", "minkowski")
+
+log = logging.getLogger(__name__)
+
+
+def minkowski_available() -> tuple[bool, str]:
+    """Whether MinkowskiEngine imports here, and why not when it does not."""
+    try:
+        importlib.import_module("ssen_ros.sparse.minkowski_backend")
+    except ImportError as err:
+        return False, str(err)
+    return True, ""
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """The concrete backend name for ``backend`` ('auto' | 'torch' | 'minkowski'), logged."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        ok, why = minkowski_available()
+        backend = "minkowski" if ok else "torch"
+        log.info("sparse backend: %s (auto%s)", backend, "" if ok else f"; MinkowskiEngine unavailable: {why}")
+    else:
+        log.info("sparse backend: %s", backend)
+    return backend
+
+
+def get_backend(name: str) -> ModuleType:
+    """The backend module for a concrete name ('torch' or 'minkowski')."""
+    if name not in ("torch", "minkowski"):
+        raise ValueError(f"backend must be 'torch' or 'minkowski', got {name!r}")
+    return importlib.import_module(f"ssen_ros.sparse.{name}_backend")

@@ -1,0 +1,177 @@
+"""Coordinate sets and kernel maps of one sparse input, built once and shared by every layer.
+
+A sparse UNet (paper §III-A, the MinkowskiEngine Res16UNet) sees a handful of coordinate sets:
+the voxels at stride 1 and their coarsenings at strides 2, 4, 8, 16. Every convolution at one
+stride with one kernel size uses the same neighbour pairs, so :class:`KernelMaps` builds each
+map on first use and caches it:
+
+- ``submanifold(stride, k)``: for every kernel offset, the (input row, output row) pairs with
+  ``input = output + offset``; outputs are the inputs' own coordinates.
+- ``downsample(stride)``: the coordinates at ``2*stride`` (``floor(c / 2s) * 2s``) and, for every
+  finer row, its coarse parent and which of the 8 offsets it sits at. A stride-2 kernel-2
+  convolution and its transpose both use this map; each fine row has exactly one partner.
+
+Kernel offsets follow MinkowskiEngine 0.5 (``kernel_region.hpp``, region HYPER_CUBE): offset
+index ``k`` has per-axis digits ``k % K``, ``k // K % K``, ``k // K² % K`` for x, y, z (x varies
+fastest); for odd K the digit i means ``(i - K//2) * stride``, for even K it means ``i * stride``.
+So a checkpoint's ``kernel[k]`` means the same here as there.
+
+Lookup uses int64 keys that pack (batch, x, y, z) linearly, so ``key(c + d) = key(c) + key(d)``,
+and ``torch.searchsorted`` on the sorted keys: no hash table to write, and it runs on any device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+MARGIN = 256
+"""Padding of the key box, in voxels, so neighbour and parent coordinates never alias."""
+
+
+class CoordinateError(ValueError):
+    """Coordinates that cannot form a sparse tensor (shape, dtype, duplicates, range)."""
+
+
+def kernel_offsets(kernel_size: int, stride: int = 1) -> Tensor:
+    """(K³, 3) int64 offsets in MinkowskiEngine HYPER_CUBE order (x fastest), scaled by stride."""
+    r = torch.arange(kernel_size)
+    digits = r - kernel_size // 2 if kernel_size % 2 else r
+    z, y, x = torch.meshgrid(digits, digits, digits, indexing="ij")
+    return torch.stack([x.reshape(-1), y.reshape(-1), z.reshape(-1)], 1) * stride
+
+
+@dataclass(frozen=True)
+class KernelMap:
+    """Which input row meets which output row at each kernel offset.
+
+    ``pairs[k]`` is ``(in_rows, out_rows)`` for offset ``k``: int64 tensors of equal length
+    (``None`` for the centre of a submanifold map, where input row i meets output row i).
+    Within one offset no row repeats, so a scatter-add per offset never collides.
+    """
+
+    num_in: int
+    num_out: int
+    pairs: tuple[tuple[Tensor, Tensor] | None, ...]
+
+    @property
+    def volume(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def num_pairs(self) -> int:
+        """Input-output pairs over all offsets, an identity centre included."""
+        return sum(self.num_in if p is None else len(p[0]) for p in self.pairs)
+
+    def transposed(self) -> "KernelMap":
+        """The same pairs seen from the output side (for transposed convolution and gradients)."""
+        return KernelMap(self.num_out, self.num_in,
+                         tuple(None if p is None else (p[1], p[0]) for p in self.pairs))
+
+
+class KernelMaps:
+    """Lazily built, cached coordinate sets and kernel maps for one batch of voxels.
+
+    ``coords`` is an (N, 4) integer tensor of (batch, x, y, z) at stride 1, rows unique.
+    """
+
+    def __init__(self, coords: Tensor) -> None:
+        if coords.dim() != 2 or coords.shape[1] != 4:
+            raise CoordinateError(f"coordinates must be (N, 4) (batch, x, y, z), got {tuple(coords.shape)}")
+        if coords.dtype.is_floating_point or coords.dtype == torch.bool:
+            raise CoordinateError(f"coordinates must be integers, got {coords.dtype}")
+        if len(coords) == 0:
+            raise CoordinateError("coordinates are empty (0 voxels)")
+        coords = coords.to(torch.int32)
+        lo = coords.amin(0).to(torch.int64)
+        hi = coords.amax(0).to(torch.int64)
+        if lo[0] < 0:
+            raise CoordinateError(f"batch indices must be >= 0, got {int(lo[0])}")
+        self._origin = torch.cat([lo.new_zeros(1), lo[1:] - MARGIN]).to(coords.device)
+        ext = (hi - lo + 1).tolist()
+        ext = [ext[0]] + [e + 2 * MARGIN for e in ext[1:]]
+        if float(ext[0]) * ext[1] * ext[2] * ext[3] >= 2.0 ** 62:
+            raise CoordinateError(f"coordinate range {ext} is too large to index")
+        self._mult = torch.tensor([ext[1] * ext[2] * ext[3], ext[2] * ext[3], ext[3], 1],
+                                  dtype=torch.int64, device=coords.device)
+        self._coords: dict[int, Tensor] = {1: coords}
+        self._sorted: dict[int, tuple[Tensor, Tensor | None]] = {}
+        self._sub: dict[tuple[int, int], KernelMap] = {}
+        self._down: dict[int, KernelMap] = {}
+        keys, _ = self._sorted_keys(1)
+        if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
+            raise CoordinateError(f"coordinates contain duplicate voxels "
+                                  f"({len(keys) - len(torch.unique_consecutive(keys))} repeats)")
+
+    @property
+    def device(self) -> torch.device:
+        return self._coords[1].device
+
+    def keys(self, coords: Tensor) -> Tensor:
+        """int64 key of each (batch, x, y, z) row; linear in the coordinates."""
+        return ((coords.to(torch.int64) - self._origin) * self._mult).sum(1)
+
+    def coords(self, stride: int) -> Tensor:
+        """(N_s, 4) int32 coordinates at ``stride`` (multiples of it), building coarser sets."""
+        if stride not in self._coords:
+            self.downsample(stride // 2)
+        return self._coords[stride]
+
+    def _sorted_keys(self, stride: int) -> tuple[Tensor, Tensor | None]:
+        """Sorted keys of the set at ``stride`` and the row of each (None when already sorted)."""
+        if stride not in self._sorted:
+            keys = self.keys(self.coords(stride))
+            if len(keys) < 2 or bool((keys[1:] > keys[:-1]).all()):
+                self._sorted[stride] = (keys, None)
+            else:
+                self._sorted[stride] = torch.sort(keys)
+        return self._sorted[stride]
+
+    def submanifold(self, stride: int, kernel_size: int) -> KernelMap:
+        """Pairs of a stride-preserving convolution with an odd ``kernel_size`` at ``stride``."""
+        if kernel_size % 2 == 0:
+            raise ValueError(f"submanifold convolution needs an odd kernel size, got {kernel_size}")
+        key = (stride, kernel_size)
+        if key not in self._sub:
+            sorted_keys, order = self._sorted_keys(stride)
+            out_keys = self.keys(self.coords(stride))
+            deltas = (kernel_offsets(kernel_size, stride).to(self.device) * self._mult[1:]).sum(1)
+            volume = kernel_size ** 3
+            pairs: list[tuple[Tensor, Tensor] | None] = [None] * volume
+            n = len(sorted_keys)
+            for k in range(volume // 2):
+                pos = torch.searchsorted(sorted_keys, out_keys + deltas[k]).clamp_(max=n - 1)
+                hit = sorted_keys[pos] == out_keys + deltas[k]
+                out_rows = hit.nonzero().squeeze(1)
+                in_rows = pos[hit] if order is None else order[pos[hit]]
+                pairs[k] = (in_rows, out_rows)
+                # the mirror offset pairs the same voxels the other way round; keep it sorted by output
+                mirror_out, idx = torch.sort(in_rows) if order is not None else (in_rows, None)
+                pairs[volume - 1 - k] = (out_rows if idx is None else out_rows[idx], mirror_out)
+            self._sub[key] = KernelMap(n, n, tuple(pairs))
+        return self._sub[key]
+
+    def downsample(self, stride: int) -> KernelMap:
+        """Kernel-2 stride-2 map from the set at ``stride`` (in) to ``2*stride`` (out).
+
+        Every fine row has exactly one coarse partner; the coarse set is built and cached here.
+        """
+        if stride not in self._down:
+            fine = self.coords(stride)
+            c64 = fine.to(torch.int64)
+            xyz = c64[:, 1:]
+            coarse_xyz = torch.div(xyz, 2 * stride, rounding_mode="floor") * (2 * stride)
+            digit = torch.div(xyz - coarse_xyz, stride, rounding_mode="floor")
+            offset = digit[:, 0] + 2 * digit[:, 1] + 4 * digit[:, 2]
+            coarse = torch.cat([c64[:, :1], coarse_xyz], 1)
+            ckeys, parent = torch.unique(self.keys(coarse), return_inverse=True)
+            coarse_rows = torch.zeros(len(ckeys), dtype=torch.int64, device=self.device)
+            coarse_rows.scatter_(0, parent, torch.arange(len(fine), device=self.device))
+            self._coords[2 * stride] = coarse[coarse_rows].to(torch.int32)
+            self._sorted[2 * stride] = (ckeys, None)
+            offset_sorted, perm = torch.sort(offset, stable=True)
+            counts = torch.bincount(offset_sorted, minlength=8).tolist()
+            pairs = tuple(zip(torch.split(perm, counts), torch.split(parent[perm], counts)))
+            self._down[stride] = KernelMap(len(fine), len(ckeys), pairs)
+        return self._down[stride]
