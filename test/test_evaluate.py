@@ -233,3 +233,26 @@ def test_bad_input_is_named(tmp_path):
         read_submission(tmp_path / "p" / "sc.txt", 5)
     with pytest.raises(EvaluationError, match="matches no ground-truth scene"):
         evaluate_folders(tmp_path / "p", {})
+
+
+def test_cli_with_official_ground_truth_files(tmp_path, capsys):
+    from ssen_ros.cli import main as ssen
+
+    s = Scene()
+    a, b = s.add(CHAIR, 300), s.add(TABLE, 200)
+    semantic, instance = s.gt()
+    write_gt_file(tmp_path / "gt" / "scene0000_00.txt", semantic, instance)
+    # Split case of test_prediction_split_in_two for the chair, the table exact.
+    write_submission(tmp_path / "pred", "scene0000_00", [
+        Prediction(s.mask(a[:180]), CHAIR, 0.8), Prediction(s.mask(a[180:]), CHAIR, 0.9),
+        Prediction(s.mask(b), TABLE, 0.5)])
+    assert ssen(["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"),
+                 "--output", str(tmp_path / "result.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "chair              0.056    0.250    1.000" in out
+    assert "table              1.000    1.000    1.000" in out
+    rows = (tmp_path / "result.csv").read_text().splitlines()
+    assert rows[0] == "class,class id,ap,ap50,ap25" and rows[3].startswith("chair,5,0.0555")
+    (tmp_path / "gt" / "scene0000_00.txt").write_text("0\n" * 10)
+    assert ssen(["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt")]) == 2
+    assert "lines but the scene has 10 points" in capsys.readouterr().err

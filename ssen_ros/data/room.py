@@ -568,7 +568,7 @@ def _living(lay: _Layout) -> None:
 def _kitchen_row(lay: _Layout) -> None:
     """Touching lower cabinets along one wall, a counter slab on them, wall cabinets above,
     a fridge at one end."""
-    lowers = [s for s in lay.specs if s.placement == "kitchen"]
+    lowers = [s for s in lay.specs if s.placement == "kitchen" and s.entry.height < 1.0]
     if not lowers:
         return
     k = int(lay.rng.integers(4))
@@ -588,7 +588,7 @@ def _kitchen_row(lay: _Layout) -> None:
         s += spec.entry.width
     if not row:
         return
-    top = max(p.size[2] for p in row if p.size[2] < 1.0) if any(p.size[2] < 1.0 for p in row) else 0.9
+    top = max(p.size[2] for p in row)
     depth = max(p.size[1] for p in row) + 0.03
     length = s - start
     slab = float(lay.rng.uniform(0.03, 0.05))
@@ -596,7 +596,7 @@ def _kitchen_row(lay: _Layout) -> None:
     mid = start + length / 2
     xy = wall.point(mid, depth / 2)
     box = _Box(xy, np.array([length / 2, depth / 2]), wall.yaw(), top, top + slab)
-    if lay.free(box, ignore=tuple(lay.objects.index(p) for p in row)):
+    if lay.free(box):   # resting on the cabinets (touching), clear of everything else
         mesh = box_mesh((length, depth, slab), _plain(color, "worktop"))
         lay.add("counter", mesh, np.array([xy[0], xy[1], top]), wall.yaw(), _LABEL["counter"],
                 np.array([length, depth, slab]))
@@ -673,6 +673,11 @@ _FILLERS = {  # (placement, class) drawn at random until the room's instance tar
 }
 
 
+_MAX_PER_ROOM = {"refrigerator": 1, "bathtub": 1, "toilet": 2, "sink": 2, "bed": 2, "sofa": 3,
+                 "counter": 3}
+"""Classes that a filler may not add beyond these counts (rooms do not have five fridges)."""
+
+
 def _fill(lay: _Layout, target: int, attempts: int = 60) -> None:
     """Add objects typical of the room type until ``target`` instances or ``attempts`` tries."""
     options = _FILLERS[lay.room_type]
@@ -680,6 +685,9 @@ def _fill(lay: _Layout, target: int, attempts: int = 60) -> None:
         if sum(1 for o in lay.objects if o.instance >= 0) >= target:
             return
         placement, label = options[int(lay.rng.integers(len(options)))]
+        if label in _MAX_PER_ROOM and \
+                sum(1 for o in lay.objects if o.label == _LABEL[label]) >= _MAX_PER_ROOM[label]:
+            continue
         if placement == "picture":
             lay.picture()
             continue
@@ -695,8 +703,8 @@ def _fill(lay: _Layout, target: int, attempts: int = 60) -> None:
                 lay.chairs_at(table, chair, sides=(0, 1))
         elif placement in ("wall", "bedside"):
             anchor = lay.against_wall(spec)
-            if anchor is not None and lay.rng.random() < 0.35:   # a touching twin along the wall
-                lay.beside(anchor, spec, int(lay.rng.choice([-1, 1])))
+            if anchor is not None and label not in _MAX_PER_ROOM and lay.rng.random() < 0.35:
+                lay.beside(anchor, spec, int(lay.rng.choice([-1, 1])))   # a touching twin
         elif placement == "seat" and lay.rng.random() < 0.5:      # a loose chair against a wall
             lay.against_wall(spec, gap=float(lay.rng.uniform(0.0, 0.1)))
         else:
