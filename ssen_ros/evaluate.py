@@ -359,7 +359,7 @@ def write_submission(folder: "Path | str", scene: str, predictions: Sequence[Pre
             continue
         rel = f"pred_mask/{scene}_{i:03d}.txt"
         _write_ints(folder / rel, np.asarray(p.mask, bool).astype(np.int64))
-        lines.append(f"{rel} {nyu} {float(p.score):.6f}\n")
+        lines.append(f"{rel} {nyu} {float(p.score)!r}\n")  # repr: exact round trip
     path = folder / f"{scene}.txt"
     path.write_text("".join(lines))
     return path
