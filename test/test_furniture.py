@@ -172,3 +172,11 @@ def test_the_class_table_covers_the_cc0_library_and_loads():
     mesh = fu.load_mesh(chair.entry)
     np.testing.assert_allclose(np.ptp(mesh.vertices, axis=0),
                                [chair.entry.width, chair.entry.depth, chair.entry.height], atol=1e-9)
+
+
+@needs_library
+def test_every_cc_by_model_in_use_is_credited():
+    credits = (fu.CLASS_TABLE.parents[1] / "docs" / "attribution.md").read_text()
+    for spec in fu.load_class_table():
+        if spec.licence != "CC0":
+            assert f"| {spec.entry.key} | {spec.entry.name} | {spec.entry.creator} |" in credits, spec.entry.key
