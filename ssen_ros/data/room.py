@@ -10,7 +10,7 @@ cases the paper (§I, §IV) says are hard, objects in contact and rows of identi
   with wall cabinets above; desks back to back; identical chairs in rows around tables and
   pushed in at desks, their seats under the table top;
 * doors and windows in wall openings (with jambs), curtains beside windows, framed
-  pictures on free wall.
+  pictures on free wall, shower curtains along bathtubs (made here: the libraries have none).
 
 Every object keeps an oriented footprint rectangle and a height range; two objects may not
 overlap in both (touching is allowed), except a chair and the table it is pushed under,
@@ -629,12 +629,34 @@ def _kitchen(lay: _Layout) -> None:
             lay.free_spot(spec, margin=0.7)
 
 
+def _shower_curtain_mesh(rng: np.random.Generator, width: float, height: float) -> Mesh:
+    """A pleated sheet: vertical strips zig-zagging +-2 cm about y = 0, bottom at z = 0."""
+    n = max(2, int(width / 0.06))
+    x = np.linspace(-width / 2, width / 2, n + 1)
+    y = np.where(np.arange(n + 1) % 2 == 0, -0.02, 0.02)
+    quads = [[(x[i], y[i], 0), (x[i + 1], y[i + 1], 0), (x[i + 1], y[i + 1], height), (x[i], y[i], height)]
+             for i in range(n)]
+    color = rng.choice([[235, 235, 240], [170, 200, 230], [230, 200, 210], [200, 225, 200]])
+    return _quads_mesh(np.array(quads, float), _plain(color * rng.uniform(0.9, 1.05), "curtain"))
+
+
 def _bathroom(lay: _Layout) -> None:
     for label, p in (("toilet", 1.0), ("sink", 1.0), ("bathtub", 0.7), ("cabinet", 0.4)):
         if lay.rng.random() < p:
             spec = lay.pick("wall", label)
-            if spec:
-                lay.against_wall(spec)
+            placed = lay.against_wall(spec) if spec else None
+            if label == "bathtub" and placed is not None and lay.rng.random() < 0.7:
+                # A shower curtain hanging along the tub's open front edge, above its rim.
+                c, s = math.cos(placed.yaw), math.sin(placed.yaw)
+                front = np.array([s, -c])
+                xy = placed.position[:2] + front * (placed.size[1] / 2 - 0.06)
+                z0 = placed.size[2] + 0.05
+                height = min(2.0, lay.height - 0.1) - z0
+                box = _Box(xy, np.array([placed.size[0] / 2, 0.03]), placed.yaw, z0, z0 + height)
+                if height > 0.5 and lay.free(box):
+                    lay.add("shower curtain", _shower_curtain_mesh(lay.rng, placed.size[0], height),
+                            np.array([xy[0], xy[1], z0]), placed.yaw, _LABEL["shower curtain"],
+                            np.array([placed.size[0], 0.06, height]))
 
 
 def _classroom(lay: _Layout) -> None:
