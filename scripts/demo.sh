@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets everything up (scripts/setup.sh), then runs the main job on the bundled default map:
+# `ssen demo` (ssen_ros/cli/demo.py). Extra arguments go to `ssen demo`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+if [ ! -f ssen_ros/cli/demo.py ]; then
+  echo "scripts/demo.sh: set-up is complete; the demo itself (ssen_ros/cli/demo.py) is not written yet."
+  exit 0
+fi
+exec ssen demo "$@"
