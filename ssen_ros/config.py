@@ -42,9 +42,11 @@ class ClusterConfig:
     """'exact': HDBSCAN on every embedding, the authors' call; 'fast': HDBSCAN on a sample, then
     every embedding joins the nearest sampled cluster (``ssen_ros.cluster``)."""
     min_cluster_size: int = 200
-    """Smallest instance, in voxels of the full cloud (authors: 200 at 2 cm)."""
+    """Smallest instance, in voxels of the full cloud (authors: 200 at 2 cm). The segmenter
+    states it at 2 cm and scales it by surface area, (0.02 / voxel_size)^2, to the voxel size
+    it runs at."""
     min_samples: int = 0
-    """HDBSCAN min_samples in voxels of the full cloud; 0 means equal to min_cluster_size."""
+    """HDBSCAN min_samples, scaled like min_cluster_size; 0 means equal to min_cluster_size."""
     sample_size: int = 6000
     """'fast' only: how many embeddings HDBSCAN sees."""
     assign_radius: float = 0.3

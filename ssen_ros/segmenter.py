@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Optional
 
 import numpy as np
@@ -18,13 +18,16 @@ import torch
 from ssen_ros import checkpoint
 from ssen_ros.classes import class_ids
 from ssen_ros.cluster import EmbeddingClusterer
-from ssen_ros.config import SegmenterConfig
+from ssen_ros.config import ClusterConfig, SegmenterConfig
 from ssen_ros.data.augment import rotation_z
 from ssen_ros.instances import Instance, make_instances
 from ssen_ros.sparse import SparseTensor
 from ssen_ros.voxel import voxelize
 
 log = logging.getLogger("ssen_ros")
+
+REFERENCE_VOXEL = 0.02
+"""The paper's voxel size (§IV); cluster sizes in the config are counted in these voxels."""
 
 
 class SegmenterError(ValueError):
@@ -69,6 +72,13 @@ def pick_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
+def scale_cluster_sizes(config: ClusterConfig, voxel_size: float) -> ClusterConfig:
+    """Cluster sizes are stated in 2 cm voxels; surfaces hold (0.02 / voxel_size)^2 as many."""
+    factor = (REFERENCE_VOXEL / voxel_size) ** 2
+    return replace(config, min_cluster_size=max(2, round(config.min_cluster_size * factor)),
+                   min_samples=max(1, round((config.min_samples or config.min_cluster_size) * factor)))
+
+
 class Segmenter:
     """``Segmenter(config)(points, colors) -> Segmentation``; networks are loaded once."""
 
@@ -76,11 +86,11 @@ class Segmenter:
         self.config = config
         self.device = pick_device(config.device)
         self.background = class_ids(config.background_classes)
-        self.clusterer = EmbeddingClusterer(config.cluster)
         path = checkpoint.resolve(config.weights)
         self.spec, self.semantic_net, self.embedding_net, self.meta = checkpoint.load(
             path, backend=config.backend, device=self.device)
         self.voxel_size = config.voxel_size or self.spec.voxel_size
+        self.clusterer = EmbeddingClusterer(scale_cluster_sizes(config.cluster, self.voxel_size))
         log.info("SSEN weights %s (%s, trained at %.3f m voxels), running at %.3f m on %s",
                  path, self.spec.arch, self.spec.voxel_size, self.voxel_size, self.device)
 

@@ -24,7 +24,7 @@ def room(n=6000, seed=0):
 
 def segmenter(weights, **kw):
     return Segmenter(SegmenterConfig(weights=str(weights), backend="torch", device="cpu",
-                                     background_classes=[], cluster=ClusterConfig(min_cluster_size=10), **kw))
+                                     background_classes=[], cluster=ClusterConfig(min_cluster_size=250), **kw))
 
 
 def test_labels_every_point_and_records_match(weights):
@@ -76,3 +76,10 @@ def test_cuda_request_falls_back_to_cpu_without_cuda():
     assert pick_device("cuda").type == expected
     with pytest.raises(SegmenterError, match="device must be"):
         pick_device("tpu")
+
+
+def test_cluster_sizes_scale_with_voxel_area():
+    from ssen_ros.segmenter import scale_cluster_sizes
+    scaled = scale_cluster_sizes(ClusterConfig(min_cluster_size=200, min_samples=0), 0.05)
+    assert (scaled.min_cluster_size, scaled.min_samples) == (32, 32)  # 200 * (2/5)^2
+    assert scale_cluster_sizes(ClusterConfig(min_cluster_size=200, min_samples=10), 0.02).min_samples == 10
