@@ -32,7 +32,7 @@ setup(
         "matplotlib",
         "transforms3d",
         "pyyaml",
-        "lzf",  # LEAD: LZF codec for binary_compressed PCD -- the io helper's choice of package.
+        "python-neo-lzf",  # LEAD: LZF for binary_compressed PCD (module lzf; ssen_ros/io/pcd.py)
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["ssen = ssen_ros.cli:main"]},
