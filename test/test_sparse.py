@@ -180,6 +180,20 @@ def test_bad_coordinates_give_clear_errors():
         SparseTensor(torch.zeros(1, 2), torch.tensor([[-1, 0, 0, 0]]))
 
 
+def test_eval_batch_norm_in_place_matches_torch():
+    c = random_coords(200)
+    x = torch.randn(len(c), 4)
+    norm = tb.BatchNorm(4, momentum=0.5)
+    norm(SparseTensor(x * 3 + 1, c))  # training pass: non-trivial running statistics
+    norm.bn.weight.data.uniform_(0.5, 2.0)
+    norm.eval()
+    expected = norm.bn(x)
+    with torch.no_grad():
+        y = norm(SparseTensor(x.clone(), c)).features
+    torch.testing.assert_close(y, expected.detach())
+    assert norm(SparseTensor(x, c)).features.requires_grad  # with autograd: the plain module
+
+
 def test_cat_and_to_points():
     c = random_coords(30)
     t = SparseTensor(torch.randn(len(c), 2), c)

@@ -21,7 +21,7 @@ and ``torch.searchsorted`` on the sorted keys: no hash table to write, and it ru
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -54,10 +54,26 @@ class KernelMap:
     num_in: int
     num_out: int
     pairs: tuple[tuple[Tensor, Tensor] | None, ...]
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def volume(self) -> int:
         return len(self.pairs)
+
+    @property
+    def center(self) -> int | None:
+        """The identity offset of a submanifold map, None otherwise."""
+        return next((k for k, p in enumerate(self.pairs) if p is None), None)
+
+    def chunks(self, rows: int) -> list[tuple[int, Tensor, Tensor]]:
+        """``(k, in_rows, out_rows)`` pieces of at most ``rows`` pairs, cached per size.
+
+        ``in_rows`` is int32 (a cheaper gather index), ``out_rows`` int64 (faster scatter-add).
+        """
+        if rows not in self._cache:
+            self._cache[rows] = [(k, i.to(torch.int32), o) for k, p in enumerate(self.pairs) if p is not None
+                                 for i, o in zip(torch.split(p[0], rows), torch.split(p[1], rows))]
+        return self._cache[rows]
 
     @property
     def num_pairs(self) -> int:
@@ -66,8 +82,10 @@ class KernelMap:
 
     def transposed(self) -> "KernelMap":
         """The same pairs seen from the output side (for transposed convolution and gradients)."""
-        return KernelMap(self.num_out, self.num_in,
-                         tuple(None if p is None else (p[1], p[0]) for p in self.pairs))
+        if "T" not in self._cache:
+            self._cache["T"] = KernelMap(self.num_out, self.num_in,
+                                         tuple(None if p is None else (p[1], p[0]) for p in self.pairs))
+        return self._cache["T"]
 
 
 class KernelMaps:

@@ -30,65 +30,60 @@ from ssen_ros.sparse.tensor import SparseTensor, cat
 __all__ = ["Convolution", "ConvolutionTranspose", "BatchNorm", "ReLU", "cat", "conv", "conv_tr",
            "batch_norm", "relu", "to_native", "from_native", "kernel_conv"]
 
-CHUNK_BYTES = 2 << 20
-"""Target size of one gathered chunk (rows x channels x 4 bytes): about half a core's L2."""
+CHUNK_BYTES = 3 << 20
+"""Target size of one gathered chunk (rows x channels x 4 bytes): it stays in cache."""
 
 _workspace = threading.local()
 
 
-def _buffer(slot: int, rows: int, cols: int, like: Tensor) -> Tensor:
-    """A reused (rows, cols) scratch tensor; one per slot, thread, device and dtype."""
+def _buffers(rows: int, cols_a: int, cols_b: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    """Two reused scratch matrices (rows, cols_a) and (rows, cols_b), per thread/device/dtype.
+
+    Writing into reused memory avoids the page faults of a fresh large tensor per chunk.
+    """
     pool = _workspace.__dict__.setdefault("pool", {})
-    key = (slot, like.device, like.dtype)
-    flat = pool.get(key)
-    if flat is None or flat.numel() < rows * cols:
-        flat = torch.empty(rows * cols, device=like.device, dtype=like.dtype)
-        pool[key] = flat
-    return flat[: rows * cols].view(rows, cols)
+    need = rows * (cols_a + cols_b)
+    flat = pool.get((like.device, like.dtype))
+    if flat is None or flat.numel() < need:
+        flat = torch.empty(need, device=like.device, dtype=like.dtype)
+        pool[(like.device, like.dtype)] = flat
+    return flat[: rows * cols_a].view(rows, cols_a), flat[rows * cols_a: need].view(rows, cols_b)
 
 
 def _chunk_rows(cols: int) -> int:
-    return max(1024, CHUNK_BYTES // (4 * cols))
+    return max(2048, CHUNK_BYTES // (4 * cols))
 
 
-def _gather_mm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, transpose: bool) -> Tensor:
-    """``out[o] = sum_k x[i] @ W[k]`` over the pairs (i, o) of ``kmap`` (``W[k].T`` if transpose)."""
-    weights = weight.transpose(1, 2) if transpose else weight
-    center = next((k for k, p in enumerate(kmap.pairs) if p is None), None)
-    if center is None:
-        out = x.new_zeros(kmap.num_out, weights.shape[2])
-    else:
-        out = x @ weights[center]
+def _gather_mm_scatter(x: Tensor, weights: Tensor, kmap: KernelMap) -> Tensor:
+    """``out[o] = sum_k x[i] @ weights[k]`` over the pairs (i, o) of ``kmap``."""
+    cin, cout = weights.shape[1], weights.shape[2]
+    center = kmap.center
+    out = x.new_zeros(kmap.num_out, cout) if center is None else x @ weights[center]
     if x.shape[0] == 0:
         return out
-    step = _chunk_rows(max(weights.shape[1], weights.shape[2]))
-    for k, p in enumerate(kmap.pairs):
-        if p is None:
-            continue
-        in_rows, out_rows = p
-        w = weights[k]
-        for a in range(0, len(in_rows), step):
-            rows = in_rows[a:a + step]
-            g = torch.index_select(x, 0, rows, out=_buffer(0, len(rows), x.shape[1], x))
-            y = torch.mm(g, w, out=_buffer(1, len(rows), w.shape[1], x))
-            out.index_add_(0, out_rows[a:a + step], y)
+    step = _chunk_rows(max(cin, cout))
+    gather, product = _buffers(step, cin, cout, x)
+    w = weights.unbind(0)
+    for k, in_rows, out_rows in kmap.chunks(step):
+        n = in_rows.shape[0]
+        g = torch.index_select(x, 0, in_rows, out=gather[:n])
+        out.index_add_(0, out_rows, torch.mm(g, w[k], out=product[:n]))
     return out
 
 
 def _weight_grad(x: Tensor, grad: Tensor, kmap: KernelMap, shape: torch.Size) -> Tensor:
     """``dW[k] = x[in_rows].T @ grad[out_rows]``, chunked, gathering again from x and grad."""
-    gw = grad.new_zeros(len(kmap.pairs), x.shape[1], grad.shape[1])
+    gw = grad.new_zeros(kmap.volume, x.shape[1], grad.shape[1])
+    center = kmap.center
+    if center is not None:
+        torch.mm(x.t(), grad, out=gw[center])
     step = _chunk_rows(max(x.shape[1], grad.shape[1]))
-    for k, p in enumerate(kmap.pairs):
-        if p is None:
-            torch.mm(x.t(), grad, out=gw[k])
-            continue
-        in_rows, out_rows = p
-        for a in range(0, len(in_rows), step):
-            rows = in_rows[a:a + step]
-            xi = torch.index_select(x, 0, rows, out=_buffer(0, len(rows), x.shape[1], x))
-            go = torch.index_select(grad, 0, out_rows[a:a + step], out=_buffer(1, len(rows), grad.shape[1], x))
-            gw[k].addmm_(xi.t(), go)
+    xs, gs = _buffers(step, x.shape[1], grad.shape[1], x)
+    for k, in_rows, out_rows in kmap.chunks(step):
+        n = in_rows.shape[0]
+        xi = torch.index_select(x, 0, in_rows, out=xs[:n])
+        go = torch.index_select(grad, 0, out_rows, out=gs[:n])
+        gw[k].addmm_(xi.t(), go)
     return gw.view(shape)
 
 
@@ -99,7 +94,7 @@ class KernelConvFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:  # type: ignore[override]
         ctx.kmap = kmap
         ctx.save_for_backward(x, weight)
-        return _gather_mm_scatter(x.contiguous(), weight, kmap, transpose=False)
+        return _gather_mm_scatter(x.contiguous(), weight, kmap)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
@@ -107,7 +102,7 @@ class KernelConvFunction(torch.autograd.Function):
         grad = grad.contiguous()
         gx = gw = None
         if ctx.needs_input_grad[0]:
-            gx = _gather_mm_scatter(grad, weight, ctx.kmap.transposed(), transpose=True)
+            gx = _gather_mm_scatter(grad, weight.transpose(1, 2), ctx.kmap.transposed())
         if ctx.needs_input_grad[1]:
             gw = _weight_grad(x, grad, ctx.kmap, weight.shape)
         return gx, gw, None
@@ -187,14 +182,27 @@ class ConvolutionTranspose(Convolution):
 
 
 class BatchNorm(nn.Module):
-    """BatchNorm over voxels; the inner ``bn`` keeps MinkowskiEngine's parameter names."""
+    """BatchNorm over voxels; the inner ``bn`` keeps MinkowskiEngine's parameter names.
+
+    In eval mode without autograd it normalises the features in place (one fused pass, no new
+    tensor): in the networks its input is always a fresh convolution output.
+    """
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
         self.bn = nn.BatchNorm1d(num_features, eps=eps, momentum=momentum)
 
     def forward(self, x: SparseTensor) -> SparseTensor:
-        return x.replace(self.bn(x.features))
+        bn = self.bn
+        if bn.training or torch.is_grad_enabled() or bn.running_var is None:
+            return x.replace(bn(x.features))
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        return x.replace(torch.addcmul(shift, x.features, scale, out=x.features))
 
 
 class ReLU(nn.Module):
