@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ssen_ros.instances import Instance
-from ssen_ros.ros.tracking import (IdTracker, cell_keys, instance_cells, map_ids, overlap_counts,
-                                   relabel, tolerant_iou)
+from ssen_ros.ros.tracking import (OWNER_BITS, IdTracker, cell_keys, code_owners, instance_cells,
+                                   map_ids, overlap_counts, relabel, tolerant_iou)
 
 
 def box_surface(center, size, rng, spacing=0.02):
@@ -122,6 +122,9 @@ def test_cell_keys_distinguish_neighbours_and_negative_coordinates():
                     [0.05, -0.05, 0.05], [0.05, 0.05, -0.05], [0.09, 0.01, 0.0]])
     keys = cell_keys(pts, 0.1)
     assert len(set(keys[:5].tolist())) == 5 and keys[5] == keys[0]
+    # far from the origin (UTM-like coordinates) cells are still told apart
+    far = cell_keys(pts + [500_000.0, 4_000_000.0, 0.0], 0.1)
+    assert len(set(far[:5].tolist())) == 5 and far[5] == far[0]
     with pytest.raises(ValueError, match="cell must be > 0"):
         IdTracker(cell=0)
 
@@ -134,13 +137,13 @@ def test_tolerant_iou_survives_half_cell_moves_and_separates_neighbours():
     labels = np.repeat([0, 1], [len(c) for c in chairs])
     before = instance_cells(points, labels, 0.1)
     after = instance_cells(points + [0.05, -0.05, 0.0], labels, 0.1)
-    iou = tolerant_iou(*after, 2, *before, 2)
+    iou = tolerant_iou(after, 2, before, 2)
     assert iou[0, 0] > 0.9 and iou[1, 1] > 0.9
     assert iou[0, 1] < 0.3 and iou[1, 0] < 0.3  # below the default min_iou
-    plain = overlap_counts(*after, *before, 2, 2)
-    cells = np.bincount(after[1]), np.bincount(before[1])
-    assert plain[0, 0] / (cells[0][0] + cells[1][0] - plain[0, 0]) < 0.3  # without the tolerance
-    np.testing.assert_allclose(np.diag(tolerant_iou(*before, 2, *before, 2)), 1.0)
+    plain = overlap_counts(after, before, 2, 2)[0, 0]
+    cells = (code_owners(after) == 0).sum(), (code_owners(before) == 0).sum()  # chair 0
+    assert plain / (cells[0] + cells[1] - plain) < 0.3  # without the tolerance
+    np.testing.assert_allclose(np.diag(tolerant_iou(before, 2, before, 2)), 1.0)
 
 
 @settings(max_examples=40, deadline=None)
@@ -148,9 +151,9 @@ def test_tolerant_iou_survives_half_cell_moves_and_separates_neighbours():
        st.lists(st.tuples(st.integers(0, 6), st.integers(0, 2)), max_size=30))
 def test_overlap_counts_match_set_intersections(a, b):
     a, b = sorted(set(a)), sorted(set(b))
-    ka, ia = (np.array([x[i] for x in a], dtype=np.int64) for i in (0, 1))
-    kb, ib = (np.array([x[i] for x in b], dtype=np.int64) for i in (0, 1))
-    counts = overlap_counts(ka, ia, kb, ib, 4, 3)
+    codes_a = np.array([(k << OWNER_BITS) | o for k, o in a], dtype=np.int64)
+    codes_b = np.array([(k << OWNER_BITS) | o for k, o in b], dtype=np.int64)
+    counts = overlap_counts(codes_a, codes_b, 4, 3)
     for i in range(4):
         for j in range(3):
             expected = len({k for k, o in a if o == i} & {k for k, o in b if o == j})

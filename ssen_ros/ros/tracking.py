@@ -22,67 +22,73 @@ from scipy.optimize import linear_sum_assignment
 from ssen_ros.instances import Instance
 
 
+AXIS_BITS = 16  # cells per axis before the grid wraps: 65536, 6.5 km at 10 cm
+OWNER_BITS = 15  # instances per map: 32768
+_AXIS_MASK = (1 << AXIS_BITS) - 1
+_OWNER_MASK = (1 << OWNER_BITS) - 1
+
+
 def cell_keys(points: np.ndarray, cell: float) -> np.ndarray:
-    """One int64 key per point naming its cell of a grid with edge ``cell`` (21 bits per axis)."""
-    idx = np.floor(np.asarray(points, dtype=np.float64) / cell).astype(np.int64) + (1 << 20)
-    idx &= (1 << 21) - 1  # wraps beyond +-100 km at 10 cm cells, far outside any indoor map
-    return (idx[:, 0] << 42) | (idx[:, 1] << 21) | idx[:, 2]
+    """One int64 key per point naming its cell of a grid with edge ``cell``.
+
+    The grid wraps every 2**16 cells, so only cells 6.5 km apart (at 10 cm) share a key: no
+    two parts of one map, while map coordinates far from the origin (UTM) still work.
+    """
+    idx = np.floor(np.asarray(points, dtype=np.float64) / cell).astype(np.int64) & _AXIS_MASK
+    return (idx[:, 0] << (2 * AXIS_BITS)) | (idx[:, 1] << AXIS_BITS) | idx[:, 2]
 
 
-def unique_pairs(keys: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct (key, owner) pairs, sorted (lexsort: faster than ``np.unique(axis=0)``)."""
-    order = np.lexsort((owners, keys))
-    keys, owners = keys[order], owners[order]
-    first = np.ones(len(keys), dtype=bool)
-    first[1:] = (keys[1:] != keys[:-1]) | (owners[1:] != owners[:-1])
-    return keys[first], owners[first]
-
-
-def instance_cells(points: np.ndarray, point_instance: np.ndarray, cell: float
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (cell key, instance) pairs of the points in an instance (``point_instance >= 0``)."""
+def instance_cells(points: np.ndarray, point_instance: np.ndarray, cell: float) -> np.ndarray:
+    """Sorted distinct codes ``key << OWNER_BITS | instance`` of the cells each instance
+    (``point_instance >= 0``) occupies. One int64 per (cell, instance) pair keeps the dedup a
+    plain integer sort."""
     inside = point_instance >= 0
-    return unique_pairs(cell_keys(points[inside], cell), point_instance[inside])
+    owners = np.asarray(point_instance[inside], dtype=np.int64)
+    if len(owners) and owners.max() > _OWNER_MASK:
+        raise ValueError(f"instance id {owners.max()} needs more than {OWNER_BITS} bits")
+    return np.unique((cell_keys(points[inside], cell) << OWNER_BITS) | owners)
 
 
-_NEIGHBOURS = np.array([(dx << 42) + (dy << 21) + dz for dx in (-1, 0, 1) for dy in (-1, 0, 1)
-                        for dz in (-1, 0, 1)], dtype=np.int64)
+def code_owners(codes: np.ndarray) -> np.ndarray:
+    """The instance of each (cell, instance) code."""
+    return codes & _OWNER_MASK
 
 
-def dilate(keys: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct (key, owner) pairs of every cell within one cell (3x3x3) of a given pair."""
-    return unique_pairs((keys[:, None] + _NEIGHBOURS[None, :]).reshape(-1),
-                        np.repeat(owners, len(_NEIGHBOURS)))
+_NEIGHBOURS = np.array([((dx << (2 * AXIS_BITS)) + (dy << AXIS_BITS) + dz) << OWNER_BITS
+                        for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)],
+                       dtype=np.int64)
 
 
-def overlap_counts(keys_a: np.ndarray, inst_a: np.ndarray, keys_b: np.ndarray, inst_b: np.ndarray,
-                   size_a: int, size_b: int) -> np.ndarray:
+def dilate(codes: np.ndarray) -> np.ndarray:
+    """Codes of every cell within one cell (3x3x3) of a code's cell, same instance, distinct.
+
+    A step across the grid's wrap lands on a wrong cell; that needs a map 6.5 km wide.
+    """
+    return np.unique((codes[:, None] + _NEIGHBOURS[None, :]).reshape(-1))
+
+
+def overlap_counts(codes_a: np.ndarray, codes_b: np.ndarray, size_a: int, size_b: int) -> np.ndarray:
     """(size_a, size_b) matrix of how many cells instance i of a shares with instance j of b.
 
-    Inputs are distinct (key, instance) pairs; a cell may hold several instances, so the join
-    expands each key of ``a`` over all equal keys of ``b`` (sort + searchsorted, no Python loop).
+    Inputs are sorted distinct codes; a cell may hold several instances, so the join expands
+    each code of ``a`` over all codes of ``b`` with the same cell (searchsorted, no Python loop).
     """
-    order = np.argsort(keys_b, kind="stable")
-    sorted_keys = keys_b[order]
-    lo = np.searchsorted(sorted_keys, keys_a, side="left")
-    hi = np.searchsorted(sorted_keys, keys_a, side="right")
-    reps = hi - lo
-    rows = np.repeat(inst_a, reps)
-    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps)
-    cols = inst_b[order[starts + np.arange(reps.sum())]]
-    counts = np.zeros((size_a, size_b), dtype=np.int64)
-    np.add.at(counts, (rows, cols), 1)
-    return counts
+    keys_a, keys_b = codes_a >> OWNER_BITS, codes_b >> OWNER_BITS
+    lo = np.searchsorted(keys_b, keys_a, side="left")
+    reps = np.searchsorted(keys_b, keys_a, side="right") - lo
+    rows = np.repeat(code_owners(codes_a), reps)
+    first = np.repeat(lo - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps)
+    cols = code_owners(codes_b)[first + np.arange(reps.sum())]
+    return np.bincount(rows * size_b + cols, minlength=size_a * size_b).reshape(size_a, size_b)
 
 
-def tolerant_iou(keys_a: np.ndarray, inst_a: np.ndarray, size_a: int,
-                 keys_b: np.ndarray, inst_b: np.ndarray, size_b: int) -> np.ndarray:
+def tolerant_iou(codes_a: np.ndarray, size_a: int, codes_b: np.ndarray, size_b: int) -> np.ndarray:
     """(size_a, size_b) IoU of the instances' cell sets, where a cell counts as shared when the
     other instance occupies it or one of its 26 neighbours (averaged over both directions)."""
-    cells_a = np.bincount(inst_a, minlength=size_a)
-    cells_b = np.bincount(inst_b, minlength=size_b)
-    a_near_b = overlap_counts(keys_a, inst_a, *dilate(keys_b, inst_b), size_a, size_b)
-    b_near_a = overlap_counts(keys_b, inst_b, *dilate(keys_a, inst_a), size_b, size_a)
+    cells_a = np.bincount(code_owners(codes_a), minlength=size_a)
+    cells_b = np.bincount(code_owners(codes_b), minlength=size_b)
+    a_near_b = overlap_counts(codes_a, dilate(codes_b), size_a, size_b)
+    b_near_a = overlap_counts(codes_b, dilate(codes_a), size_b, size_a)
     shared = (a_near_b + b_near_a.T) / 2
     union = cells_a[:, None] + cells_b[None, :] - shared
     return np.where(union > 0, shared / np.maximum(union, 1), 0.0)
@@ -99,8 +105,7 @@ class IdTracker:
         self._next_id = 0
         self._ids = np.zeros(0, dtype=np.int64)  # last run's stable ids and classes, by row
         self._classes = np.zeros(0, dtype=np.int64)
-        self._keys = np.zeros(0, dtype=np.int64)
-        self._owners = np.zeros(0, dtype=np.int64)
+        self._codes = np.zeros(0, dtype=np.int64)
 
     def update(self, points: np.ndarray, point_instance: np.ndarray,
                instances: Sequence[Instance]) -> dict[int, int]:
@@ -111,11 +116,11 @@ class IdTracker:
         ``point_instance``, ``Instance.class_id`` used for matching).
         """
         rows = map_ids(point_instance, {inst.id: k for k, inst in enumerate(instances)})
-        keys, owners = instance_cells(points, rows, self.cell)
+        codes = instance_cells(points, rows, self.cell)
         classes = np.array([inst.class_id for inst in instances], dtype=np.int64)
         ids = np.full(len(instances), -1, dtype=np.int64)
         if len(self._ids) and len(instances):
-            iou = tolerant_iou(keys, owners, len(instances), self._keys, self._owners, len(self._ids))
+            iou = tolerant_iou(codes, len(instances), self._codes, len(self._ids))
             iou[classes[:, None] != self._classes[None, :]] = 0.0
             for r, c in zip(*linear_sum_assignment(iou, maximize=True)):
                 if iou[r, c] > 0 and iou[r, c] >= self.min_iou:
@@ -123,7 +128,7 @@ class IdTracker:
         fresh = ids < 0
         ids[fresh] = self._next_id + np.arange(int(fresh.sum()))
         self._next_id += int(fresh.sum())
-        self._ids, self._classes, self._keys, self._owners = ids, classes, keys, owners
+        self._ids, self._classes, self._codes = ids, classes, codes
         return {inst.id: int(ids[k]) for k, inst in enumerate(instances)}
 
 
