@@ -1,0 +1,95 @@
+"""A small publisher that plays a cloud file as sensor_msgs/PointCloud2 (demo, tests, benchmarks).
+
+``python -m ssen_ros.ros.player CLOUD [--topic map_cloud] [--frame-id map] [--count N]
+[--rate HZ] [--reliability ...] [--durability ...] [--wait S] [--linger S]`` reads a PLY, PCD
+or ScanNet scene folder (``ssen_ros.io.read_cloud``), waits until something subscribes,
+publishes it ``count`` times at ``rate`` Hz with a fresh stamp each time, then keeps the
+publisher alive ``linger`` seconds (-1: until SIGINT/SIGTERM) so reliable and latched
+(transient_local) deliveries complete. Remapping and other ROS arguments go after ``--ros-args``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Optional
+
+import rclpy
+from rclpy.utilities import remove_ros_args
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import Header
+
+from ssen_ros.io import Cloud, read_cloud
+from ssen_ros.ros.convert import cloud_message, qos_profile
+
+
+class CloudPlayer(Node):
+    """Publishes one cloud on ``topic`` with the given QoS; ``publish()`` stamps it now."""
+
+    def __init__(self, cloud: Cloud, topic: str = "map_cloud", frame_id: str = "map",
+                 reliability: str = "reliable", durability: str = "transient_local", depth: int = 1,
+                 **kwargs):
+        super().__init__("ssen_player", **kwargs)
+        self.message = cloud_message(cloud, Header(frame_id=frame_id))
+        self.publisher = self.create_publisher(PointCloud2, topic,
+                                               qos_profile(reliability, durability, depth))
+
+    def wait_for_subscriber(self, timeout: float) -> bool:
+        """True once something subscribes (DDS discovery takes 0-5 s), False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.publisher.get_subscription_count() == 0:
+            if time.monotonic() > deadline:
+                return False
+            rclpy.spin_once(self, timeout_sec=0.05)
+        return True
+
+    def publish(self) -> PointCloud2:
+        """Publish the cloud stamped with the current ROS time; returns the message sent."""
+        self.message.header.stamp = self.get_clock().now().to_msg()
+        self.publisher.publish(self.message)
+        return self.message
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m ssen_ros.ros.player",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("cloud", help="PLY, PCD or ScanNet scene folder")
+    parser.add_argument("--topic", default="map_cloud")
+    parser.add_argument("--frame-id", default="map")
+    parser.add_argument("--count", type=int, default=1, help="how many times to publish")
+    parser.add_argument("--rate", type=float, default=1.0, help="publications per second")
+    parser.add_argument("--reliability", default="reliable", choices=["reliable", "best_effort"])
+    parser.add_argument("--durability", default="transient_local",
+                        choices=["transient_local", "volatile"])
+    parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a subscriber")
+    parser.add_argument("--linger", type=float, default=2.0,
+                        help="seconds to stay after the last publication (-1: until stopped)")
+    args = parser.parse_args(remove_ros_args(argv)[1:])
+    cloud = read_cloud(args.cloud)
+    rclpy.init(args=argv)
+    try:
+        player = CloudPlayer(cloud, args.topic, args.frame_id, args.reliability, args.durability)
+        log = player.get_logger()
+        if not player.wait_for_subscriber(args.wait):
+            log.warning(f"no subscriber on {player.publisher.topic_name} after {args.wait} s; "
+                        "publishing anyway")
+        for k in range(args.count):
+            if k:
+                time.sleep(1.0 / args.rate)
+            player.publish()
+            log.info(f"published {len(cloud)} points from {args.cloud} on {player.publisher.topic_name}")
+        end = float("inf") if args.linger < 0 else time.monotonic() + args.linger
+        while time.monotonic() < end:
+            rclpy.spin_once(player, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
