@@ -101,12 +101,13 @@ def test_unsupported_kernels_are_rejected():
 
 @pytest.mark.parametrize("kind", ["submanifold3", "submanifold5", "down", "up"])
 def test_kernel_conv_gradients(kind):
-    c = random_coords(120, span=4, seed=2)
+    c = random_coords(60 if kind == "submanifold5" else 120, span=4, seed=2)
     maps = KernelMaps(c)
     kmap = {"submanifold3": lambda: maps.submanifold(1, 3), "submanifold5": lambda: maps.submanifold(1, 5),
             "down": lambda: maps.downsample(1), "up": lambda: maps.downsample(1).transposed()}[kind]()
-    x = torch.randn(kmap.num_in, 3, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(kmap.volume, 3, 2, dtype=torch.float64, requires_grad=True)
+    cin, cout = (2, 1) if kind == "submanifold5" else (3, 2)  # keep the numerical Jacobian small
+    x = torch.randn(kmap.num_in, cin, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(kmap.volume, cin, cout, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: tb.kernel_conv(a, b, kmap), (x, w))
 
 

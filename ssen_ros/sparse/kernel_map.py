@@ -65,20 +65,20 @@ class KernelMap:
         """The identity offset of a submanifold map, None otherwise."""
         return next((k for k, p in enumerate(self.pairs) if p is None), None)
 
-    def chunks(self, rows: int) -> list[tuple[int, Tensor, Tensor]]:
-        """``(k, in_rows, out_rows)`` pieces of at most ``rows`` pairs, cached per size.
-
-        ``in_rows`` is int32 (a cheaper gather index), ``out_rows`` int64 (faster scatter-add).
-        """
-        if rows not in self._cache:
-            self._cache[rows] = [(k, i.to(torch.int32), o) for k, p in enumerate(self.pairs) if p is not None
-                                 for i, o in zip(torch.split(p[0], rows), torch.split(p[1], rows))]
-        return self._cache[rows]
-
     @property
     def num_pairs(self) -> int:
         """Input-output pairs over all offsets, an identity centre included."""
         return sum(self.num_in if p is None else len(p[0]) for p in self.pairs)
+
+    def chunks(self, rows: int) -> list[tuple[int, Tensor, Tensor, Tensor]]:
+        """``(k, in_rows int32, in_rows, out_rows)`` pieces of at most ``rows`` pairs, cached.
+
+        The int32 copy is the cheaper gather index; the int64 views serve scatter-adds.
+        """
+        if rows not in self._cache:
+            self._cache[rows] = [(k, i.to(torch.int32), i, o) for k, p in enumerate(self.pairs) if p is not None
+                                 for i, o in zip(torch.split(p[0], rows), torch.split(p[1], rows))]
+        return self._cache[rows]
 
     def transposed(self) -> "KernelMap":
         """The same pairs seen from the output side (for transposed convolution and gradients)."""

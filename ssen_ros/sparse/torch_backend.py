@@ -36,18 +36,22 @@ CHUNK_BYTES = 3 << 20
 _workspace = threading.local()
 
 
-def _buffers(rows: int, cols_a: int, cols_b: int, like: Tensor) -> tuple[Tensor, Tensor]:
-    """Two reused scratch matrices (rows, cols_a) and (rows, cols_b), per thread/device/dtype.
+def _buffers(rows: int, *cols: int, like: Tensor) -> list[Tensor]:
+    """Reused contiguous scratch matrices (rows, c) for each c in ``cols``, per thread/device/dtype.
 
     Writing into reused memory avoids the page faults of a fresh large tensor per chunk.
     """
     pool = _workspace.__dict__.setdefault("pool", {})
-    need = rows * (cols_a + cols_b)
+    need = rows * sum(cols)
     flat = pool.get((like.device, like.dtype))
     if flat is None or flat.numel() < need:
         flat = torch.empty(need, device=like.device, dtype=like.dtype)
         pool[(like.device, like.dtype)] = flat
-    return flat[: rows * cols_a].view(rows, cols_a), flat[rows * cols_a: need].view(rows, cols_b)
+    views, start = [], 0
+    for c in cols:
+        views.append(flat[start:start + rows * c].view(rows, c))
+        start += rows * c
+    return views
 
 
 def _chunk_rows(cols: int) -> int:
@@ -62,29 +66,42 @@ def _gather_mm_scatter(x: Tensor, weights: Tensor, kmap: KernelMap) -> Tensor:
     if x.shape[0] == 0:
         return out
     step = _chunk_rows(max(cin, cout))
-    gather, product = _buffers(step, cin, cout, x)
+    gather, product = _buffers(step, cin, cout, like=x)
     w = weights.unbind(0)
-    for k, in_rows, out_rows in kmap.chunks(step):
-        n = in_rows.shape[0]
-        g = torch.index_select(x, 0, in_rows, out=gather[:n])
+    for k, in32, _, out_rows in kmap.chunks(step):
+        n = in32.shape[0]
+        g = torch.index_select(x, 0, in32, out=gather[:n])
         out.index_add_(0, out_rows, torch.mm(g, w[k], out=product[:n]))
     return out
 
 
-def _weight_grad(x: Tensor, grad: Tensor, kmap: KernelMap, shape: torch.Size) -> Tensor:
-    """``dW[k] = x[in_rows].T @ grad[out_rows]``, chunked, gathering again from x and grad."""
-    gw = grad.new_zeros(kmap.volume, x.shape[1], grad.shape[1])
+def _backward(x: Tensor, weight: Tensor, grad: Tensor, kmap: KernelMap, need_x: bool,
+              need_w: bool) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of ``_gather_mm_scatter``; each chunk of ``grad`` rows is gathered once for both.
+
+    ``dx[i] += grad[o] @ W[k].T`` and ``dW[k] += x[i].T @ grad[o]`` over the pairs (i, o).
+    """
     center = kmap.center
-    if center is not None:
-        torch.mm(x.t(), grad, out=gw[center])
-    step = _chunk_rows(max(x.shape[1], grad.shape[1]))
-    xs, gs = _buffers(step, x.shape[1], grad.shape[1], x)
-    for k, in_rows, out_rows in kmap.chunks(step):
-        n = in_rows.shape[0]
-        xi = torch.index_select(x, 0, in_rows, out=xs[:n])
+    gx = gw = None
+    if need_x:
+        gx = grad.new_zeros(kmap.num_in, x.shape[1]) if center is None else grad @ weight[center].t()
+    if need_w:
+        gw = grad.new_zeros(weight.shape)
+        if center is not None:
+            torch.mm(x.t(), grad, out=gw[center])
+    if x.shape[0] == 0 or grad.shape[0] == 0:
+        return gx, gw
+    cin, cout = x.shape[1], grad.shape[1]
+    step = _chunk_rows(2 * max(cin, cout))
+    xs, ps, gs = _buffers(step, cin, cin, cout, like=x)
+    for k, in32, in_rows, out_rows in kmap.chunks(step):
+        n = in32.shape[0]
         go = torch.index_select(grad, 0, out_rows, out=gs[:n])
-        gw[k].addmm_(xi.t(), go)
-    return gw.view(shape)
+        if need_x:
+            gx.index_add_(0, in_rows, torch.mm(go, weight[k].t(), out=ps[:n]))
+        if need_w:
+            gw[k].addmm_(torch.index_select(x, 0, in32, out=xs[:n]).t(), go)
+    return gx, gw
 
 
 class KernelConvFunction(torch.autograd.Function):
@@ -99,12 +116,8 @@ class KernelConvFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        grad = grad.contiguous()
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = _gather_mm_scatter(grad, weight.transpose(1, 2), ctx.kmap.transposed())
-        if ctx.needs_input_grad[1]:
-            gw = _weight_grad(x, grad, ctx.kmap, weight.shape)
+        gx, gw = _backward(x.contiguous(), weight, grad.contiguous(), ctx.kmap,
+                           ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         return gx, gw, None
 
 
