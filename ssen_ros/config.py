@@ -79,6 +79,13 @@ class SegmenterConfig:
     """Larger clouds are rejected with an error rather than risking the robot's memory."""
     min_instance_points: int = 1
     """Instances with fewer input points than this are dropped."""
+    tile_size: float = 8.0
+    """Large maps are segmented in square xy tiles of at most this edge in metres, to bound
+    memory (``ssen_ros.tiling``); a cloud whose xy extent fits one tile plus its margins is
+    segmented whole. 0 never tiles."""
+    tile_overlap: float = 1.0
+    """Margin in metres that each tile adds on every side: context for the points near its
+    edge, and the band where the pieces of an object cut by a tile border are matched."""
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 

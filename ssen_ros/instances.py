@@ -89,12 +89,16 @@ def make_instances(points: np.ndarray, point_instance: np.ndarray, voxel_instanc
             continue
         cls = int(votes[k].argmax())
         score = float(voxel_probs[voxel_instance == k, cls].mean())
-        p = points[idx]
-        lo, hi = p.min(0), p.max(0)
-        centre_xy, yaw, size_xy = footprint_rectangle(p[:, :2])
-        records.append(Instance(
-            id=k, class_id=cls, class_name=CLASS_NAMES[cls], score=score, point_count=len(idx),
-            centroid=_tuple(p.mean(0)), aabb_center=_tuple((lo + hi) / 2), aabb_size=_tuple(hi - lo),
-            obb_center=_tuple(np.array([*centre_xy, (lo[2] + hi[2]) / 2])), obb_yaw=yaw,
-            obb_size=_tuple(np.array([*size_xy, hi[2] - lo[2]]))))
+        records.append(instance_record(k, points[idx], cls, score))
     return records
+
+
+def instance_record(id: int, points: np.ndarray, class_id: int, score: float) -> Instance:
+    """The record of one object from its points (M, 3): centroid, axis-aligned and oriented box."""
+    lo, hi = points.min(0), points.max(0)
+    centre_xy, yaw, size_xy = footprint_rectangle(points[:, :2])
+    return Instance(
+        id=id, class_id=class_id, class_name=CLASS_NAMES[class_id], score=score,
+        point_count=len(points), centroid=_tuple(points.mean(0)), aabb_center=_tuple((lo + hi) / 2),
+        aabb_size=_tuple(hi - lo), obb_center=_tuple(np.array([*centre_xy, (lo[2] + hi[2]) / 2])),
+        obb_yaw=yaw, obb_size=_tuple(np.array([*size_xy, hi[2] - lo[2]])))

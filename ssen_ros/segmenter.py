@@ -45,6 +45,8 @@ class Segmentation:
     """Seconds per stage, plus 'total'."""
     num_voxels: int = 0
     num_foreground_voxels: int = 0
+    num_tiles: int = 1
+    """Tiles the cloud was segmented in (``ssen_ros.tiling``); voxel counts are summed over them."""
 
     def point_scores(self) -> np.ndarray:
         """Each point's instance score (0 where it is in no instance)."""
@@ -94,16 +96,11 @@ class Segmenter:
         log.info("SSEN weights %s (%s, trained at %.3f m voxels), running at %.3f m on %s",
                  path, self.spec.arch, self.spec.voxel_size, self.voxel_size, self.device)
 
-    def __call__(self, points: np.ndarray, colors: Optional[np.ndarray] = None) -> Segmentation:
-        timings: dict[str, float] = {}
-
-        @contextmanager
-        def stage(name: str) -> Iterator[None]:
-            t0 = time.perf_counter()
-            yield
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            timings[name] = time.perf_counter() - t0
+    def __call__(self, points: np.ndarray, colors: Optional[np.ndarray] = None, *,
+                 progress: bool = False) -> Segmentation:
+        """Segment one cloud; a map wider than ``config.tile_size`` is segmented tile by tile
+        (``ssen_ros.tiling``). ``progress`` shows a bar over stages or tiles on stderr."""
+        from ssen_ros.tiling import segment_tiled, tile_grid  # tiling builds on this module
 
         points = np.asarray(points)
         if points.ndim != 2 or points.shape[1] != 3:
@@ -111,6 +108,31 @@ class Segmenter:
         n = len(points)
         if n > self.config.max_points:
             raise SegmenterError(f"{n} points exceed max_points={self.config.max_points}")
+        inside = np.isfinite(points).all(1) & self._in_crop(points)
+        grid = tile_grid(points[inside, :2], self.config.tile_size, self.config.tile_overlap)
+        if grid is None:
+            return self._segment(points, colors, progress)
+        return segment_tiled(self._segment, points, colors, grid, self.background,
+                             self.config.min_instance_points, progress)
+
+    def _segment(self, points: np.ndarray, colors: Optional[np.ndarray] = None,
+                 progress: bool = False) -> Segmentation:
+        from tqdm import tqdm
+
+        timings: dict[str, float] = {}
+        bar = tqdm(total=6, desc="segment", unit="stage", disable=not progress, leave=False)
+
+        @contextmanager
+        def stage(name: str) -> Iterator[None]:
+            bar.set_postfix_str(name)
+            t0 = time.perf_counter()
+            yield
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            timings[name] = time.perf_counter() - t0
+            bar.update()
+
+        n = len(points)
         semantic = np.full(n, -1, dtype=np.int64)
         instance = np.full(n, -1, dtype=np.int64)
         t_start = time.perf_counter()
@@ -119,6 +141,7 @@ class Segmenter:
             pts = points[keep]
             feats = colors_to_features(None if colors is None else np.asarray(colors)[keep], len(pts))
         if len(pts) == 0:
+            bar.close()
             timings["total"] = time.perf_counter() - t_start
             return Segmentation(semantic, instance, [], timings)
         with stage("voxelize"):
@@ -142,6 +165,7 @@ class Segmenter:
             records = [r for r in records if r.id not in small]
             semantic[keep] = probs.argmax(1)[vox.inverse]
             instance[keep] = point_instance
+        bar.close()
         timings["total"] = time.perf_counter() - t_start
         return Segmentation(semantic, instance, records, timings, len(vox), int(fg.sum()))
 

@@ -1,0 +1,210 @@
+"""Large maps in overlapping xy tiles: bounded memory for any map size (no paper equation).
+
+SSEN (paper §III) segments one room at a time; a building map of millions of points would need
+the networks' activations for all its voxels at once. :func:`segment_tiled` cuts the xy plane
+into a grid of square *cores* (edge at most ``tile_size``, the grid stretched to the map's
+extent so no sliver tiles remain) and segments each core together with a *margin* of
+``tile_overlap`` metres on every side, one tile after the other, so peak memory is that of one
+tile. Every point lies in exactly one core.
+
+What happens at tile borders:
+
+- **Labels.** A point takes its semantic label and instance from the tile whose core holds it:
+  that tile saw at least ``tile_overlap`` metres of context around it. Where that tile put a
+  foreground point in no instance (e.g. the sliver of an object it cut off was too small to
+  cluster), the point joins the instance that a neighbouring tile found for it.
+- **Objects cut by a border** are seen, whole or in part, by both tiles. Two tile instances
+  are merged into one when they hold the same points where both tiles looked: their IoU over
+  the points that both tiles segmented (the 2 x ``tile_overlap`` wide band along the border)
+  is at least ``MERGE_IOU``. Merges are transitive, so an object spanning several tiles stays
+  one instance. The class is not required to agree: the grouping is what the two tiles share,
+  and a cut object's class vote is least sure in the tile that sees less of it, so the merged
+  instance takes the class of most of its points, the point-weighted mean of its pieces'
+  scores, and boxes computed from its final points.
+- A tile instance whose points all went to other tiles' cores (a fragment the tile saw only in
+  its margin) and that matched nothing disappears.
+
+The defaults (8 m cores, 1 m margins) keep a typical room inside one core, so most objects are
+never cut; the 1 m margin exceeds the 0.8 m cells of the UNets' coarsest level at 5 cm voxels,
+and a 10 x 10 m tile at 5 cm holds about 1e5 voxels (measured in ``benchmarks/pipeline.md``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from ssen_ros.classes import NUM_CLASSES
+from ssen_ros.instances import instance_record
+from ssen_ros.segmenter import Segmentation
+
+MERGE_IOU = 0.5
+"""Two tile instances are the same object when their IoU over the points both tiles segmented
+is at least this."""
+
+SegmentFn = Callable[[np.ndarray, Optional[np.ndarray]], Segmentation]
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """A grid of ``shape`` (nx, ny) square-ish xy cores of edge ``edge`` from ``origin``,
+    each read with a margin of ``overlap`` metres."""
+
+    origin: np.ndarray
+    edge: np.ndarray
+    shape: tuple[int, int]
+    overlap: float
+
+    def __len__(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def core_index(self, xy: np.ndarray) -> np.ndarray:
+        """Flat index (ix * ny + iy) of the core holding each point; points outside the grid's
+        extent go to the nearest core; non-finite points get -1."""
+        cell = np.floor((xy - self.origin) / self.edge)
+        finite = np.isfinite(cell).all(1)
+        cell = np.clip(np.nan_to_num(cell), 0, np.array(self.shape) - 1).astype(np.int64)
+        return np.where(finite, cell[:, 0] * self.shape[1] + cell[:, 1], -1)
+
+    def window(self, xy: np.ndarray, tile: int) -> np.ndarray:
+        """Boolean mask of the points within tile ``tile``'s core plus its margin."""
+        ix, iy = divmod(tile, self.shape[1])
+        lo = self.origin + self.edge * np.array([ix, iy]) - self.overlap
+        hi = lo + self.edge + 2 * self.overlap
+        # The outer tiles reach to infinity, like core_index's clipping.
+        lo = np.where(np.array([ix, iy]) == 0, -np.inf, lo)
+        hi = np.where(np.array([ix, iy]) == np.array(self.shape) - 1, np.inf, hi)
+        return ((xy >= lo) & (xy < hi)).all(1)
+
+
+def tile_grid(xy: np.ndarray, tile_size: float, overlap: float) -> Optional[TileGrid]:
+    """The tiles for points ``xy`` (N, 2), or None when the cloud needs no tiling: ``tile_size``
+    is 0, or its extent fits one tile plus both margins on both axes."""
+    if tile_size < 0 or overlap < 0:
+        raise ValueError(f"tile_size and tile_overlap must be >= 0, got {tile_size} and {overlap}")
+    xy = xy[np.isfinite(xy).all(1)]
+    if tile_size == 0 or len(xy) == 0:
+        return None
+    lo, hi = xy.min(0), xy.max(0)
+    extent = hi - lo
+    if (extent <= tile_size + 2 * overlap).all():
+        return None
+    counts = np.where(extent <= tile_size + 2 * overlap, 1, np.ceil(extent / tile_size)).astype(int)
+    edge = np.maximum(extent / counts, 1e-9)
+    return TileGrid(lo.astype(np.float64), edge, (int(counts[0]), int(counts[1])), float(overlap))
+
+
+def segment_tiled(segment: SegmentFn, points: np.ndarray, colors: Optional[np.ndarray],
+                  grid: TileGrid, background: Sequence[int] = (), min_instance_points: int = 1,
+                  progress: bool = False) -> Segmentation:
+    """Run ``segment(points, colors)`` on every tile of ``grid`` and stitch the results (see the
+    module docstring); ``background`` are the class ids that are never instances. Timings are summed over tiles, plus 'stitch' and 'total'; voxel counts
+    are summed over tiles (margins counted in each tile that reads them)."""
+    import time
+
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    n = len(points)
+    xy = np.asarray(points[:, :2], dtype=np.float64)
+    core = grid.core_index(xy)
+    semantic = np.full(n, -1, dtype=np.int64)
+    node = np.full(n, -1, dtype=np.int64)  # tile instance ("node") of each point's core view
+    node_class: list[int] = []
+    node_score: list[float] = []
+    node_tile: list[int] = []
+    margin_idx, margin_node, margin_tile = [], [], []
+    timings: dict[str, float] = {}
+    num_voxels = num_foreground = 0
+    tiles = np.unique(core[core >= 0]).tolist()
+    for t in tqdm(tiles, desc="tiles", unit="tile", disable=not progress):
+        idx = np.flatnonzero(grid.window(xy, t))
+        result = segment(points[idx], None if colors is None else colors[idx])
+        for stage, seconds in result.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+        num_voxels += result.num_voxels
+        num_foreground += result.num_foreground_voxels
+        local_to_node = np.full(int(result.instance.max(initial=-1)) + 2, -1, dtype=np.int64)
+        for record in result.instances:
+            local_to_node[record.id] = len(node_class)
+            node_class.append(record.class_id)
+            node_score.append(record.score)
+            node_tile.append(t)
+        tile_node = local_to_node[result.instance]  # instance -1 reads the last entry, -1
+        in_core = core[idx] == t
+        semantic[idx[in_core]] = result.semantic[in_core]
+        node[idx[in_core]] = tile_node[in_core]
+        margin_idx.append(idx[~in_core])
+        margin_node.append(tile_node[~in_core])
+        margin_tile.append(np.full(int((~in_core).sum()), t, dtype=np.int64))
+    t_stitch = time.perf_counter()
+    classes = np.asarray(node_class, dtype=np.int64)
+    m_idx, m_node, m_tile = (np.concatenate(v) if v else np.zeros(0, np.int64)
+                             for v in (margin_idx, margin_node, margin_tile))
+    component = _merge(node[m_idx], core[m_idx], m_node, m_tile, np.asarray(node_tile, np.int64),
+                       len(classes), len(grid))
+    # A foreground point its core tile left unclustered joins a neighbour's instance.
+    rescue = (node[m_idx] < 0) & (m_node >= 0)
+    rescue[rescue] &= ~np.isin(semantic[m_idx[rescue]], background)
+    node[m_idx[rescue]] = m_node[rescue]
+    instance, records = _instances(points, node, component, classes,
+                                   np.asarray(node_score, dtype=np.float64), min_instance_points)
+    timings["stitch"] = time.perf_counter() - t_stitch
+    timings["total"] = time.perf_counter() - t_start
+    return Segmentation(semantic, instance, records, timings, num_voxels, num_foreground,
+                        num_tiles=len(tiles))
+
+
+def _merge(core_node: np.ndarray, core_tile: np.ndarray, margin_node: np.ndarray,
+           margin_tile: np.ndarray, node_tile: np.ndarray, num_nodes: int,
+           num_tiles: int) -> np.ndarray:
+    """Component of every tile instance ("node") after merging the pairs whose IoU over the
+    points both their tiles segmented reaches ``MERGE_IOU``. Inputs are per margin view of
+    a point: the node and tile of its core view, and the node and tile of the margin view."""
+    a_ok, b_ok = core_node >= 0, margin_node >= 0
+    # seen(x, u): how many points of node x lie where tile u also looked.
+    seen_keys, seen_counts = np.unique(np.concatenate([
+        core_node[a_ok] * num_tiles + margin_tile[a_ok],
+        margin_node[b_ok] * num_tiles + core_tile[b_ok]]), return_counts=True)
+    both = a_ok & b_ok
+    pairs, inter = np.unique(np.sort(np.stack([core_node[both], margin_node[both]], 1), axis=1),
+                             axis=0, return_counts=True)  # unordered pairs: both cores count
+    if len(pairs) == 0:
+        return np.arange(num_nodes)
+    a, b = pairs[:, 0], pairs[:, 1]
+
+    def seen(x: np.ndarray, tile: np.ndarray) -> np.ndarray:
+        return seen_counts[np.searchsorted(seen_keys, x * num_tiles + tile)]
+
+    iou = inter / (seen(a, node_tile[b]) + seen(b, node_tile[a]) - inter)
+    link = iou >= MERGE_IOU
+    graph = coo_matrix((np.ones(int(link.sum())), (a[link], b[link])), shape=(num_nodes, num_nodes))
+    return connected_components(graph, directed=False)[1]
+
+
+def _instances(points: np.ndarray, node: np.ndarray, component: np.ndarray, classes: np.ndarray,
+               scores: np.ndarray, min_points: int) -> "tuple[np.ndarray, list]":
+    """Per-point instance ids 0.. by decreasing size, and their records."""
+    labelled = node >= 0
+    comp = np.full(len(node), -1, dtype=np.int64)
+    comp[labelled] = component[node[labelled]]
+    ids, counts = np.unique(comp[labelled], return_counts=True)
+    order = np.lexsort((ids, -counts))
+    ids, counts = ids[order][counts[order] >= min_points], counts[order][counts[order] >= min_points]
+    remap = np.full(len(component), -1, dtype=np.int64)
+    remap[ids] = np.arange(len(ids))
+    instance = np.full(len(node), -1, dtype=np.int64)
+    instance[labelled] = remap[comp[labelled]]
+    inside = instance >= 0
+    score_sum = np.bincount(instance[inside], weights=scores[node[inside]], minlength=len(ids))
+    votes = np.bincount(instance[inside] * NUM_CLASSES + classes[node[inside]],
+                        minlength=len(ids) * NUM_CLASSES).reshape(len(ids), NUM_CLASSES)
+    sort = np.argsort(instance, kind="stable")
+    starts = np.searchsorted(instance[sort], np.arange(len(ids) + 1))
+    records = [instance_record(k, points[sort[starts[k]:starts[k + 1]]],
+                               int(votes[k].argmax()), float(score_sum[k] / counts[k]))
+               for k in range(len(ids))]
+    return instance, records
