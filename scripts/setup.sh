@@ -83,7 +83,9 @@ NP_INC=$("$PY" -c 'import numpy; print(numpy.get_include())')
   -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$NP_INC#g" \
   -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$PY_INC#g"
 
-# 5. Messages: rosidl generates C/C++ libraries and the Python package ssen_ros.msg -----------------
+# 5. The ROS package (CMakeLists.txt): rosidl generates C/C++ libraries and the Python package
+# ssen_ros.msg; config/ and launch/ go to .venv/share/ssen_ros (rebuilt when they change, so the
+# installed copies stay current; the build is incremental, a full one takes about 25 s).
 # The libraries go to .venv/lib (the wheels' bootstrapper puts that on LD_LIBRARY_PATH for every
 # venv Python process) and the package index to .venv/share. The generated Python (ssen_ros/msg/
 # and the ssen_ros_s__*.so type-support modules) is installed to build/msgs_python and copied into
@@ -92,10 +94,10 @@ NP_INC=$("$PY" -c 'import numpy; print(numpy.get_include())')
 # source folder, which then has both our modules and ssen_ros.msg, wherever Python starts.
 MSG_BUILD=$ROOT/build/msgs
 MSG_PY=$ROOT/build/msgs_python
-MSG_KEY=$(key_of msg/*.msg CMakeLists.txt package.xml)
+MSG_KEY=$(key_of msg/*.msg CMakeLists.txt package.xml config/* launch/*)
 if ! step_done msgs "$MSG_KEY" || [ ! -f ssen_ros/msg/__init__.py ]; then
-  log "building the messages (cmake + ninja)"
-  rm -rf "$MSG_BUILD" "$MSG_PY" && mkdir -p "$MSG_BUILD"
+  log "building the messages and installing the ROS package (cmake + ninja)"
+  rm -rf "$MSG_PY" && mkdir -p "$MSG_BUILD"
   export CMAKE_PREFIX_PATH=$VENV AMENT_PREFIX_PATH=$VENV PATH=$VENV/bin:$PATH
   cmake -S "$ROOT" -B "$MSG_BUILD" -G Ninja -Wno-dev \
     -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF \
