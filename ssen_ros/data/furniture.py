@@ -58,7 +58,7 @@ class CatalogEntry:
 
     @property
     def key(self) -> str:
-        """The short id used in ``config/furniture_classes.csv``: the part after ``#``."""
+        """The short id used in ``ssen_ros/data/furniture_classes.csv``: the part after ``#``."""
         return self.model_id.split("#", 1)[-1]
 
 
@@ -388,8 +388,8 @@ def find_entry(library: str, key: str, furniture_dir: "Path | str" = FURNITURE_D
 # The reviewed model -> class table
 
 
-CLASS_TABLE = Path(__file__).resolve().parents[2] / "config" / "furniture_classes.csv"
-"""``config/furniture_classes.csv``: every model the rooms may use, with its ScanNet class."""
+CLASS_TABLE = Path(__file__).resolve().parent / "furniture_classes.csv"
+"""``ssen_ros/data/furniture_classes.csv``: every model the rooms may use, with its ScanNet class."""
 
 PLACEMENTS = ("seat", "free", "wall", "bedside", "kitchen", "high", "table", "coffee", "desk",
               "door", "window", "curtain")

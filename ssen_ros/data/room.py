@@ -15,7 +15,7 @@ cases the paper (§I, §IV) says are hard, objects in contact and rows of identi
 Every object keeps an oriented footprint rectangle and a height range; two objects may not
 overlap in both (touching is allowed), except a chair and the table it is pushed under,
 where only the chair's parts above the table top's underside must stay clear. Models come
-from ``config/furniture_classes.csv`` (see ``furniture.py``); walls, floor, pictures and
+from ``ssen_ros/data/furniture_classes.csv`` (see ``furniture.py``); walls, floor, pictures and
 counter slabs are made here. Everything is drawn from one ``numpy`` Generator, so a seed
 fixes the room. Implements no paper equation; it makes the data of the paper's §IV setting.
 """
