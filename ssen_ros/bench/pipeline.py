@@ -4,7 +4,9 @@
 
 - **ours**: the defaults (torch sparse backend, 'fast' clustering, tiling of large maps);
 - **reference**: MinkowskiEngine backend and 'exact' HDBSCAN (the authors' stack), with the
-  same tiling so the largest maps fit.
+  same tiling so the largest maps fit;
+- **untiled**: ours with ``tile_size: 0``, on the sizes of ``--untiled-sizes``, to show what
+  tiling saves.
 
 Measured, each in a fresh subprocess so peak RSS does not mix:
 
@@ -33,7 +35,7 @@ from ssen_ros.bench import write_results
 
 DEFAULT_SCENES = Path(__file__).resolve().parents[2] / "data" / "rooms" / "test"
 STAGES = ("crop", "voxelize", "semantic", "embedding", "cluster", "instances", "stitch")
-CONFIGS = ("ours", "reference")
+CONFIGS = ("ours", "reference", "untiled")
 
 
 def segmenter_config(name: str, weights: str):
@@ -45,6 +47,8 @@ def segmenter_config(name: str, weights: str):
         return ours
     if name == "reference":
         return replace(ours, backend="minkowski", cluster=replace(ours.cluster, method="exact"))
+    if name == "untiled":
+        return replace(ours, tile_size=0.0)
     raise ValueError(f"unknown configuration {name!r}; choose from {CONFIGS}")
 
 
@@ -129,6 +133,8 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--sizes", default="50000,200000,1000000,3000000", help="map sizes in points")
     parser.add_argument("--reference-sizes", default="50000,200000,1000000",
                         help="map sizes the reference also runs on")
+    parser.add_argument("--untiled-sizes", default="3000000",
+                        help="map sizes also run without tiling")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -149,14 +155,16 @@ def main(argv: "list[str] | None" = None) -> int:
     header = ("| configuration | " + " | ".join(STAGES) + " | total s | peak RSS MiB |",
               "|---|" + "---|" * (len(STAGES) + 2))
 
-    rooms = {c: _run_job({**common, "config": c, "scenes": [str(s) for s in scenes]}) for c in CONFIGS}
+    rooms = {c: _run_job({**common, "config": c, "scenes": [str(s) for s in scenes]})
+             for c in ("ours", "reference")}
     room_rows = [f"| {c} | {_stage_cells(r['timings'])} | {r['peak_rss_mb']:.0f} |" for c, r in rooms.items()]
     score_rows = [f"| {c} | {r['scores']['AP']:.4f} | {r['scores']['AP50']:.4f} | {r['scores']['AP25']:.4f} | "
                   f"{r['scores']['mIoU']:.4f} | {r['timings']['total']:.3f} |" for c, r in rooms.items()]
     ratio = rooms["reference"]["timings"]["total"] / rooms["ours"]["timings"]["total"]
 
     map_rows = []
-    reference_sizes = {int(s) for s in args.reference_sizes.split(",") if s}
+    also = {"reference": {int(s) for s in args.reference_sizes.split(",") if s},
+            "untiled": {int(s) for s in args.untiled_sizes.split(",") if s}}
     with tempfile.TemporaryDirectory(prefix="ssen_bench_") as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             points, colors, used = map_cloud(scenes, n)
@@ -165,7 +173,7 @@ def main(argv: "list[str] | None" = None) -> int:
             extent = points[:, :2].max(0) - points[:, :2].min(0)
             totals = {}
             for c in CONFIGS:
-                if c == "reference" and n not in reference_sizes:
+                if c in also and n not in also[c]:
                     continue
                 r = _run_job({**common, "config": c, "cloud": str(path)})
                 totals[c] = r["timings"]["total"]
@@ -177,7 +185,8 @@ def main(argv: "list[str] | None" = None) -> int:
         f"Weights `{Path(weights).name}` ({spec.arch}, {spec.voxel_size} m voxels), CPU, "
         f"{args.threads} torch threads per run, each run in a fresh process. **ours**: torch backend, "
         "'fast' clustering; **reference**: MinkowskiEngine backend, 'exact' HDBSCAN (the authors' "
-        "stack). Both tile maps wider than 8 m + 2 x 1 m margins (`ssen_ros.tiling`).",
+        "stack). Both tile maps wider than 8 m + 2 x 1 m margins (`ssen_ros.tiling`); "
+        "**untiled**: ours with `tile_size: 0`.",
         "",
         f"## 1. Test rooms ({len(scenes)} scenes of `{args.scenes}`)",
         "",
