@@ -30,12 +30,14 @@ and a 10 x 10 m tile at 5 cm holds about 1e5 voxels (measured in ``benchmarks/pi
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from tqdm import tqdm
 
 from ssen_ros.classes import NUM_CLASSES
 from ssen_ros.instances import instance_record
@@ -101,12 +103,10 @@ def segment_tiled(segment: SegmentFn, points: np.ndarray, colors: Optional[np.nd
                   grid: TileGrid, background: Sequence[int] = (), min_instance_points: int = 1,
                   progress: bool = False) -> Segmentation:
     """Run ``segment(points, colors)`` on every tile of ``grid`` and stitch the results (see the
-    module docstring); ``background`` are the class ids that are never instances. Timings are summed over tiles, plus 'stitch' and 'total'; voxel counts
-    are summed over tiles (margins counted in each tile that reads them)."""
-    import time
+    module docstring); ``background`` are the class ids that are never instances.
 
-    from tqdm import tqdm
-
+    Timings are summed over tiles, plus 'stitch' and 'total'; voxel counts are summed over
+    tiles (margins counted in each tile that reads them)."""
     t_start = time.perf_counter()
     n = len(points)
     xy = np.asarray(points[:, :2], dtype=np.float64)
@@ -127,7 +127,8 @@ def segment_tiled(segment: SegmentFn, points: np.ndarray, colors: Optional[np.nd
             timings[stage] = timings.get(stage, 0.0) + seconds
         num_voxels += result.num_voxels
         num_foreground += result.num_foreground_voxels
-        local_to_node = np.full(int(result.instance.max(initial=-1)) + 2, -1, dtype=np.int64)
+        top = max([int(result.instance.max(initial=-1))] + [r.id for r in result.instances])
+        local_to_node = np.full(top + 2, -1, dtype=np.int64)
         for record in result.instances:
             local_to_node[record.id] = len(node_class)
             node_class.append(record.class_id)
