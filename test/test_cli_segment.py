@@ -78,6 +78,17 @@ def test_ply_input_writes_all_outputs_and_prints_the_table(tmp_path, weights, sc
     assert "labeled.ply" in table[-1] and "segmentation.png" in table[-1]
 
 
+def test_optical_frame_input_is_turned_z_up(tmp_path, weights, scene):
+    s = scene.scan
+    optical = s.points @ np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], np.float32).T  # x right, y down
+    write_ply(tmp_path / "cam.ply", Cloud(optical, s.colors))
+    assert segment(tmp_path / "cam.ply", "-o", tmp_path / "out", "--up", "optical", "--weights", weights,
+                   "--backend", "torch", "--quiet") == 0
+    back = read_ply(tmp_path / "out" / "labeled.ply")
+    np.testing.assert_allclose(back.points, s.points, atol=1e-6)
+    assert json.loads((tmp_path / "out" / "instances.json").read_text())["input"]["up"] == "optical"
+
+
 def test_pcd_and_scannet_inputs_and_config_file_with_overrides(tmp_path, weights, scene):
     s = scene.scan
     write_pcd(tmp_path / "room.pcd", Cloud(s.points, s.colors))

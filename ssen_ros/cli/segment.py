@@ -1,7 +1,8 @@
 """``ssen segment INPUT -o OUT``: segment one cloud into instances offline (paper §III pipeline).
 
 INPUT is a ``.ply`` or ``.pcd`` file, a ScanNet scene folder, or a rosbag2 bag (its folder,
-``.db3`` or ``.mcap`` file) with ``--topic`` (the last message, or ``--index``). Writes
+``.db3`` or ``.mcap`` file) with ``--topic`` (the last message, or ``--index``). The networks
+expect z up; ``--up optical`` turns a camera's optical frame (y down) upright first. Writes
 
 - ``OUT/labeled.ply``: the input points coloured by instance, with int fields ``semantic``
   (train id, -1 unlabelled) and ``instance`` (-1 background/noise);
@@ -23,6 +24,12 @@ from pathlib import Path
 from typing import Any
 
 BAG_SUFFIXES = (".db3", ".mcap")
+UP_AXES = {
+    # the input's convention -> rotation (rows) to the z-up frame the networks were trained in
+    "z-up": ((1, 0, 0), (0, 1, 0), (0, 0, 1)),      # ROS (REP-103), ScanNet
+    "y-up": ((1, 0, 0), (0, 0, -1), (0, 1, 0)),     # OBJ, glTF, Sweet Home 3D
+    "optical": ((1, 0, 0), (0, 0, 1), (0, -1, 0)),  # camera optical frame: x right, y down, z ahead
+}
 
 
 class InputError(ValueError):
@@ -43,12 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "torch", "minkowski"))
     parser.add_argument("--clustering", choices=("fast", "exact"))
     parser.add_argument("--tta", type=int, metavar="N", help="rotations of test-time augmentation")
+    parser.add_argument("--up", choices=list(UP_AXES), default="z-up",
+                        help="the input's up convention; 'optical' for a camera's optical frame "
+                             "(outputs are written in the rotated, z-up frame)")
     parser.add_argument("--tile-size", type=float, metavar="M",
                         help="tile edge in metres for large maps (0: never tile)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from ssen_ros.checkpoint import WeightsError
     from ssen_ros.config import ConfigError
     from ssen_ros.io import CloudFormatError
@@ -59,12 +71,14 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         cloud, info = read_input(args.input, args.topic, args.index)
         info["read_seconds"] = time.perf_counter() - t0
+        points = cloud.points @ np.asarray(UP_AXES[args.up], dtype=cloud.points.dtype).T
+        info["up"] = args.up
         segmenter = Segmenter(config)
-        result = segmenter(cloud.points, cloud.colors, progress=not args.quiet)
+        result = segmenter(points, cloud.colors, progress=not args.quiet)
     except (InputError, CloudFormatError, ConfigError, WeightsError, SegmenterError) as err:
         print(f"ssen segment: {err}", file=sys.stderr)
         return 2
-    paths = write_outputs(args.out, cloud.points, result, info, config)
+    paths = write_outputs(args.out, points, result, info, config)
     if not args.quiet:
         print(summary_table(result))
         print("wrote " + ", ".join(str(p) for p in paths))
