@@ -283,6 +283,21 @@ class NodeProcess:
             time.sleep(0.05)
         raise AssertionError(f"node did not log {pattern!r} in {timeout} s:\n{self.log()}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_busy(self, timeout: float = OUTPUT_TIMEOUT_S) -> None:
+        """Until the process uses at least half a core over half a second (it is segmenting)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            before = self.cpu_seconds()
+            time.sleep(0.5)
+            if self.cpu_seconds() - before >= 0.25:
+                return
+        raise AssertionError(f"the node did not get busy in {timeout} s:\n{self.log()}")
+
     def rss_mb(self) -> float:
         text = Path(f"/proc/{self.proc.pid}/status").read_text()
         return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024
@@ -303,6 +318,7 @@ class RosSide:
         self.received: dict[str, list] = {"instances": [], "labeled_cloud": [], "markers": []}
         self.watch("ssen_node")
         self._stamp = 0
+        self._matched: set = set()
 
     def watch(self, node_name: str) -> None:
         """Receive the outputs of the node called ``node_name`` (into ``received``)."""
@@ -336,10 +352,16 @@ class RosSide:
         header.stamp.sec, header.stamp.nanosec = 1000 + self._stamp, 500
         return header
 
-    def publish(self, msg: PointCloud2) -> None:
-        self.spin_until(lambda: self.publisher.get_subscription_count() > 0, STARTUP_TIMEOUT_S,
-                        "the node to subscribe to /map_cloud")
-        self.publisher.publish(msg)
+    def publish(self, msg: PointCloud2, publisher=None) -> None:
+        """Publish on /map_cloud (or ``publisher``), the first time once a node subscribed."""
+        publisher = publisher or self.publisher
+        if publisher not in self._matched:  # as the player does: let the node match us too
+            self.spin_until(lambda: publisher.get_subscription_count() > 0, STARTUP_TIMEOUT_S,
+                            f"a subscriber on {publisher.topic_name}")
+            settled = time.monotonic() + 1.0
+            self.spin_until(lambda: time.monotonic() > settled, 2.0, "discovery to settle")
+            self._matched.add(publisher)
+        publisher.publish(msg)
 
     def outputs(self, header: Header, timeout: float = OUTPUT_TIMEOUT_S) -> dict[str, object]:
         """The node's three messages for the map with ``header``'s stamp."""
@@ -523,6 +545,24 @@ def test_same_room_keeps_ids_and_another_room_gets_fresh_ones(node, ros_side):
     assert min(i[0] for i in far) > max(i[0] for i in first), "a different place must not reuse ids"
 
 
+@pytest.mark.ros
+def test_player_publishes_a_cloud_file_that_the_node_segments(node, ros_side, ros_python, tmp_path):
+    from ssen_ros.io.ply import write_ply
+    cloud = synthetic_room(3000, seed=11)
+    write_ply(tmp_path / "room.ply", cloud)
+    player = ros_python("-m", "ssen_ros.ros.player", str(tmp_path / "room.ply"), "--frame-id",
+                        "player_frame", "--linger", "10")
+
+    def from_player():
+        return [m for m in ros_side.received["labeled_cloud"] if m.header.frame_id == "player_frame"]
+    ros_side.spin_until(lambda: from_player(), OUTPUT_TIMEOUT_S, "the output for the played file")
+    back = cloud_from_pointcloud2(from_player()[0])
+    np.testing.assert_array_equal(back.points, cloud.points)
+    player.terminate()
+    _, err = player.communicate(timeout=30)
+    assert f"published 3000 points from {tmp_path / 'room.ply'} on /map_cloud" in err
+
+
 def _value(v) -> ParameterValue:
     if isinstance(v, bool):
         return ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=v)
@@ -638,10 +678,8 @@ def test_sigint_when_idle_and_sigterm_during_a_segmentation_exit_cleanly_within_
     for n in (idle, busy):
         n.wait_for("ready: segmenting maps", STARTUP_TIMEOUT_S)
     busy_pub = ros_side.node.create_publisher(PointCloud2, "/busy_map", qos_profile())
-    ros_side.spin_until(lambda: busy_pub.get_subscription_count() > 0, STARTUP_TIMEOUT_S,
-                        "the busy node to subscribe")
-    busy_pub.publish(cloud_message(synthetic_room(30_000), ros_side.next_header()))
-    time.sleep(1.5)  # delivered and being segmented: 36 rotations take several seconds
+    ros_side.publish(cloud_message(synthetic_room(30_000), ros_side.next_header()), busy_pub)
+    busy.wait_busy()  # delivered and being segmented: 36 rotations take several seconds
     assert _signal_exit_seconds(idle, signal.SIGINT) < 2.0
     assert _signal_exit_seconds(busy, signal.SIGTERM) < 2.0
     assert not busy.matching(r"instances in"), "the map was finished before the signal"
@@ -664,9 +702,8 @@ def test_shipped_weights_find_the_synthetic_rooms_objects(ros_python, ros_side):
     node.wait_for("ready: segmenting maps", STARTUP_TIMEOUT_S)
     ros_side.watch("ssen_gt")
     pub = ros_side.node.create_publisher(PointCloud2, "/gt_map", qos_profile())
-    ros_side.spin_until(lambda: pub.get_subscription_count() > 0, STARTUP_TIMEOUT_S, "subscriber")
     header = ros_side.next_header()
-    pub.publish(cloud_message(Cloud(scan.points, scan.colors), header))
+    ros_side.publish(cloud_message(Cloud(scan.points, scan.colors), header), pub)
     labeled = ros_side.outputs(header, timeout=600)["labeled_cloud"]
     predicted = cloud_from_pointcloud2(labeled).fields["instance"]
     truth_ids = [t for t in np.unique(scan.instance) if t >= 0]

@@ -36,12 +36,21 @@ class CloudPlayer(Node):
         self.publisher = self.create_publisher(PointCloud2, topic,
                                                qos_profile(reliability, durability, depth))
 
-    def wait_for_subscriber(self, timeout: float) -> bool:
-        """True once something subscribes (DDS discovery takes 0-5 s), False after ``timeout``."""
+    def wait_for_subscriber(self, timeout: float, settle: float = 1.0) -> bool:
+        """True once something subscribes (DDS discovery takes 0-5 s), False after ``timeout``.
+
+        Then waits ``settle`` seconds more: the publisher can see the subscriber before the
+        subscriber has matched the publisher, and a latched sample sent in that window is
+        sometimes never delivered (Fast DDS issue #3822, seen here about 1 in 7 runs; eProsima's
+        own late-joiner example sleeps for the same reason, Fast-DDS PR #2214).
+        """
         deadline = time.monotonic() + timeout
         while self.publisher.get_subscription_count() == 0:
             if time.monotonic() > deadline:
                 return False
+            rclpy.spin_once(self, timeout_sec=0.05)
+        settled = time.monotonic() + settle
+        while time.monotonic() < settled:
             rclpy.spin_once(self, timeout_sec=0.05)
         return True
 
