@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ssen_ros.instances import Instance
-from ssen_ros.ros.tracking import (OWNER_BITS, IdTracker, cell_keys, code_owners, instance_cells,
-                                   map_ids, overlap_counts, relabel, tolerant_iou)
+from ssen_ros.ros.tracking import (OWNER_BITS, IdTracker, cell_keys, code_owners, dilate,
+                                   instance_cells, map_ids, overlap_counts, relabel, tolerant_iou)
 
 
 def box_surface(center, size, rng, spacing=0.02):
@@ -144,6 +144,20 @@ def test_tolerant_iou_survives_half_cell_moves_and_separates_neighbours():
     cells = (code_owners(after) == 0).sum(), (code_owners(before) == 0).sum()  # chair 0
     assert plain / (cells[0] + cells[1] - plain) < 0.3  # without the tolerance
     np.testing.assert_allclose(np.diag(tolerant_iou(before, 2, before, 2)), 1.0)
+
+
+def test_dilate_is_the_3x3x3_neighbourhood_per_instance():
+    rng = np.random.default_rng(4)
+    points = rng.uniform(-0.3, 0.3, (40, 3))
+    labels = rng.integers(0, 3, 40)
+    expected = set()
+    for p, owner in zip(points, labels):
+        for d in np.ndindex(3, 3, 3):
+            centre = (np.floor(p / 0.1) + np.subtract(d, 1) + 0.5) * 0.1
+            expected.add(int(cell_keys(centre[None], 0.1)[0] << OWNER_BITS | owner))
+    grown = dilate(instance_cells(points, labels, 0.1))
+    assert set(grown.tolist()) == expected and len(grown) == len(expected)
+    assert (np.diff(grown) > 0).all()  # sorted and distinct, as overlap_counts needs
 
 
 @settings(max_examples=40, deadline=None)
