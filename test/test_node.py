@@ -149,11 +149,11 @@ def test_worker_keeps_min_period_survives_errors_and_repeats_on_request():
     deadline = time.monotonic() + 5
     while len(starts) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
-    worker.repeat_last()
+    worker.repeat_last(str.upper)
     while len(starts) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     worker.stop()
-    assert [item for _, item in starts] == ["bad", "b", "b"]
+    assert [item for _, item in starts] == ["bad", "b", "B"]
     assert starts[1][0] - starts[0][0] >= 0.39 and starts[2][0] - starts[1][0] >= 0.39
     assert [str(e) for e in errors] == ["broken map"]
 
@@ -617,12 +617,15 @@ def test_params_file_loads_and_run_time_changes_are_validated(node, ros_side, we
     for name, (value, reason) in rejected.items():
         result = set_(**{name: value})
         assert not result.successful and reason in result.reason, (name, result.reason)
-    # a valid change is applied and the last map is segmented again with it
-    before = len(ros_side.received["markers"])
+    # a valid change is applied and the last map is segmented again with it, timed from the change
+    before = {name: len(msgs) for name, msgs in ros_side.received.items()}
+    time.sleep(2.0)  # the last map arrived well before
+    t_set = time.monotonic()
     result = set_(oriented_boxes=False)
     assert result.successful, result.reason
-    ros_side.spin_until(lambda: len(ros_side.received["markers"]) > before, OUTPUT_TIMEOUT_S,
-                        "markers of the re-run")
+    ros_side.spin_until(lambda: all(len(msgs) > before[name] for name, msgs in
+                                    ros_side.received.items()), OUTPUT_TIMEOUT_S, "the re-run")
+    assert ros_side.received["instances"][-1].processing_time <= time.monotonic() - t_set
     boxes = [m for m in ros_side.received["markers"][-1].markers if m.type == Marker.CUBE]
     assert boxes and all(b.pose.orientation.z == 0.0 and b.pose.orientation.w == 1.0 for b in boxes)
     node.wait_for(r"parameters changed: oriented_boxes=False")

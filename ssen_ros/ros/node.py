@@ -13,13 +13,13 @@ processes the newest map; maps arriving meanwhile replace each other, so no queu
 optional ``min_period`` spaces out runs. Instance ids are kept stable across runs
 (``ros.tracking``).
 
-Parameters are the leaves of ``ssen_ros.config.NodeConfig`` (``segmenter.cluster.min_cluster_size``
-...), each declared with its field's docstring as description and a range where one makes sense;
-``config/ssen.yaml`` lists them all. Unknown names in a params file are logged as a warning. Settings
-that only change what the next run does (clustering, background classes, crop box, TTA,
-min_period, oriented boxes ...) can be set at run time; invalid values are rejected with the
-reason, and the last map is segmented again with the new values. Settings that need a restart
-(weights, device, backend, voxel size, QoS) are read-only.
+Parameters are the leaves of ``ssen_ros.config.NodeConfig`` (``segmenter.cluster.min_samples``
+...), each declared with its field's docstring as description and a range where one makes
+sense; ``config/ssen.yaml`` lists them all. Unknown names in a params file are logged as a
+warning. Settings that only change what the next run does (clustering, background classes, crop
+box, TTA, tiles, min_period, oriented boxes ...) can be set at run time; invalid values are
+rejected with the reason, and the last good map is segmented again with the new values.
+Settings that need a restart (weights, device, backend, voxel size, QoS) are read-only.
 
 Bad maps (empty, all non-finite, malformed, too large) give one error line each and the node
 carries on. A missing or mismatching weights file stops the start-up with a message naming it and
@@ -142,11 +142,12 @@ def validate(config: NodeConfig) -> list[int]:
             raise ConfigError(f"{name} must be one of {list(choices)}, got {flat[name]!r}")
     seg = config.segmenter
     for name in ("crop_min", "crop_max"):
-        if len(getattr(seg, name)) not in (0, 3):
-            raise ConfigError(f"segmenter.{name} must be empty or [x, y, z], got {getattr(seg, name)}")
+        corner = getattr(seg, name)
+        if len(corner) not in (0, 3):
+            raise ConfigError(f"segmenter.{name} must be empty or [x, y, z], got {corner}")
     if seg.crop_min and seg.crop_max and not np.all(np.less(seg.crop_min, seg.crop_max)):
-        raise ConfigError(f"segmenter.crop_min {seg.crop_min} must be below crop_max {seg.crop_max} "
-                          "on every axis")
+        raise ConfigError(f"segmenter.crop_min {seg.crop_min} must be below crop_max "
+                          f"{seg.crop_max} on every axis")
     try:
         background = class_ids(seg.background_classes)
     except ValueError as exc:
@@ -193,18 +194,18 @@ class LatestOnlyWorker(Generic[T]):
             self._item = item
             self._wake.set()
 
-    def repeat_last(self) -> None:
-        """Process the last processed item again, unless a newer one is waiting."""
+    def repeat_last(self, renew: Callable[[T], T] = lambda item: item) -> None:
+        """Process ``renew(last item processed without error)`` again, unless a newer one waits."""
         with self._lock:
             if self._item is None and self._last is not None:
-                self._item = self._last
+                self._item = renew(self._last)
                 self._wake.set()
 
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def stop(self, timeout: float = 0.5) -> None:
+    def stop(self, timeout: float = 0.2) -> None:
         """Ask the thread to end and wait up to ``timeout`` s for a run in progress."""
         self._stopping.set()
         self._wake.set()
@@ -236,8 +237,9 @@ class LatestOnlyWorker(Generic[T]):
             except BaseException as exc:  # the worker must outlive any one map
                 if self.on_error is not None and not self._stopping.is_set():
                     self.on_error(exc)
+            else:
+                self._last = item
             self.processed += 1
-            self._last = item
 
 
 @dataclasses.dataclass
@@ -399,7 +401,7 @@ class SsenNode(Node):
         self.worker.min_period = config.min_period
         self.get_logger().info("parameters changed: " + ", ".join(
             f"{p.name}={_plain(p.value)!r}" for p in params))
-        self.worker.repeat_last()
+        self.worker.repeat_last(lambda m: _Map(m.raw, time.monotonic()))  # timed from now
         return SetParametersResult(successful=True)
 
     # maps ----------------------------------------------------------------------------------
