@@ -133,6 +133,7 @@ class TrainConfig:
     out: str = "runs/ssen"
     arch: str = "Res16UNet34C"
     in_channels: int = 3
+    """3: RGB, as the authors' code; 6: RGB plus centred xyz, as the paper's §IV states."""
     conv1_kernel: int = 5
     voxel_size: float = 0.02
     embedding_dim: int = 8

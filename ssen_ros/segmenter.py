@@ -57,10 +57,24 @@ class Segmentation:
 
 
 def colors_to_features(colors: Optional[np.ndarray], n: int) -> np.ndarray:
-    """Network input features: RGB/255 - 0.5 (FACTS §2); grey where a cloud has no colour."""
+    """Colour input features: RGB/255 - 0.5 (FACTS §2); grey where a cloud has no colour."""
     if colors is None:
         return np.zeros((n, 3), dtype=np.float32)
     return (np.asarray(colors, dtype=np.float32) / 255.0 - 0.5).astype(np.float32)
+
+
+def with_coordinates(features: np.ndarray, points: np.ndarray, in_channels: int) -> np.ndarray:
+    """Append the centred xyz (metres) to colour features when the networks take 6 channels.
+
+    Paper §IV: "individual voxels have the 3D coordinates and the RGB color value (f = 6)"
+    (the authors' code used RGB only; ``ModelSpec.in_channels`` says which a weights file wants).
+    """
+    if in_channels == 3:
+        return features
+    if in_channels != 6:
+        raise SegmenterError(f"networks with {in_channels} input channels are not supported (3 or 6)")
+    centred = (points - points.mean(0)) if len(points) else points
+    return np.concatenate([features, centred.astype(np.float32)], 1)
 
 
 def pick_device(requested: str) -> torch.device:
@@ -139,7 +153,8 @@ class Segmenter:
         with stage("crop"):
             keep = np.isfinite(points).all(1) & self._in_crop(points)
             pts = points[keep]
-            feats = colors_to_features(None if colors is None else np.asarray(colors)[keep], len(pts))
+            feats = with_coordinates(colors_to_features(None if colors is None else np.asarray(colors)[keep],
+                                                        len(pts)), pts, self.spec.in_channels)
         if len(pts) == 0:
             bar.close()
             timings["total"] = time.perf_counter() - t_start
@@ -188,8 +203,9 @@ class Segmenter:
         turns = max(1, self.config.tta_rotations)
         middle = centers.mean(0)
         for k in range(1, turns):
-            rotated = voxelize((centers - middle) @ rotation_z(2 * np.pi * k / turns).T,
-                               features.numpy(), self.voxel_size)
+            turned = (centers - middle) @ rotation_z(2 * np.pi * k / turns).T
+            rotated = voxelize(turned, with_coordinates(features.numpy()[:, :3], turned, self.spec.in_channels),
+                               self.voxel_size)
             out = self._run(self.semantic_net, torch.from_numpy(rotated.coords),
                             torch.from_numpy(np.ascontiguousarray(rotated.features, dtype=np.float32)))
             logits += out[rotated.inverse]

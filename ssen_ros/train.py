@@ -106,8 +106,8 @@ class Trainer:
     def batch(self) -> dict[str, torch.Tensor]:
         cfg = self.config
         picks = self.rng.integers(0, len(self.scenes), cfg.batch_size)
-        return collate([make_sample(self.scenes[i], cfg.voxel_size, self.rng, cfg.crop_size, cfg.augment)
-                        for i in picks])
+        return collate([make_sample(self.scenes[i], cfg.voxel_size, self.rng, cfg.crop_size, cfg.augment,
+                                    cfg.in_channels) for i in picks])
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         self.semantic.train()

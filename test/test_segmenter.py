@@ -83,3 +83,18 @@ def test_cluster_sizes_scale_with_voxel_area():
     scaled = scale_cluster_sizes(ClusterConfig(min_cluster_size=200, min_samples=0), 0.05)
     assert (scaled.min_cluster_size, scaled.min_samples) == (32, 32)  # 200 * (2/5)^2
     assert scale_cluster_sizes(ClusterConfig(min_cluster_size=200, min_samples=10), 0.02).min_samples == 10
+
+
+def test_six_channel_weights_take_coordinates(tmp_path):
+    """Paper §IV networks see RGB plus xyz (f = 6); 3-channel weights see RGB only."""
+    from ssen_ros.segmenter import with_coordinates
+    feats = np.zeros((4, 3), np.float32)
+    pts = np.array([[0, 0, 0], [2, 0, 0], [0, 2, 0], [2, 2, 4]], dtype=np.float64)
+    six = with_coordinates(feats, pts, 6)
+    assert six.shape == (4, 6) and np.allclose(six[:, 3:], pts - [1, 1, 1])
+    assert with_coordinates(feats, pts, 3) is feats
+    spec = checkpoint.ModelSpec(arch="Res16UNet14S", in_channels=6, voxel_size=0.1)
+    path = tmp_path / "six.pt"
+    checkpoint.save(path, spec, *checkpoint.build_pair(spec, backend="torch"))
+    result = segmenter(path, tta_rotations=2)(*room(3000))
+    assert result.semantic.min() >= 0

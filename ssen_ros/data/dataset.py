@@ -16,7 +16,7 @@ import torch
 from ssen_ros.config import AugmentConfig
 from ssen_ros.data.augment import augment
 from ssen_ros.io.scannet import read_scannet_scene
-from ssen_ros.segmenter import colors_to_features
+from ssen_ros.segmenter import colors_to_features, with_coordinates
 from ssen_ros.voxel import voxelize
 
 CACHE_NAME = "ssen_cache.npz"
@@ -83,8 +83,10 @@ def first_point_of_voxel(inverse: np.ndarray, num_voxels: int) -> np.ndarray:
 
 
 def make_sample(scene: Scene, voxel_size: float, rng: Optional[np.random.Generator] = None,
-                crop_size: float = 0.0, augment_config: Optional[AugmentConfig] = None) -> Sample:
-    """Crop (a random square of ``crop_size`` m in xy), augment, and voxelize one scene."""
+                crop_size: float = 0.0, augment_config: Optional[AugmentConfig] = None,
+                in_channels: int = 3) -> Sample:
+    """Crop (a random square of ``crop_size`` m in xy), augment, and voxelize one scene;
+    ``in_channels`` 6 adds the centred coordinates to the colour features."""
     points, features = scene.points, colors_to_features(scene.colors, len(scene.points))
     semantic, instance = scene.semantic, scene.instance
     if crop_size and rng is not None:
@@ -94,7 +96,7 @@ def make_sample(scene: Scene, voxel_size: float, rng: Optional[np.random.Generat
         points, features, semantic, instance = points[keep], features[keep], semantic[keep], instance[keep]
     if augment_config is not None and rng is not None:
         points, features = augment(points, features, rng, augment_config)
-    vox = voxelize(points, features, voxel_size)
+    vox = voxelize(points, with_coordinates(features, points, in_channels), voxel_size)
     first = first_point_of_voxel(vox.inverse, len(vox))
     return Sample(vox.coords, vox.features.astype(np.float32), semantic[first], instance[first])
 
