@@ -93,13 +93,18 @@ def overlap_counts(codes_a: np.ndarray, codes_b: np.ndarray, size_a: int, size_b
     return np.bincount(rows * size_b + cols, minlength=size_a * size_b).reshape(size_a, size_b)
 
 
-def tolerant_iou(codes_a: np.ndarray, size_a: int, codes_b: np.ndarray, size_b: int) -> np.ndarray:
+def tolerant_iou(codes_a: np.ndarray, size_a: int, codes_b: np.ndarray, size_b: int,
+                 grown_a: "np.ndarray | None" = None, grown_b: "np.ndarray | None" = None
+                 ) -> np.ndarray:
     """(size_a, size_b) IoU of the instances' cell sets, where a cell counts as shared when the
-    other instance occupies it or one of its 26 neighbours (averaged over both directions)."""
+    other instance occupies it or one of its 26 neighbours (averaged over both directions).
+    ``grown_a``/``grown_b`` are ``dilate(codes_a)``/``dilate(codes_b)`` when already known."""
+    grown_a = dilate(codes_a) if grown_a is None else grown_a
+    grown_b = dilate(codes_b) if grown_b is None else grown_b
     cells_a = np.bincount(code_owners(codes_a), minlength=size_a)
     cells_b = np.bincount(code_owners(codes_b), minlength=size_b)
-    a_near_b = overlap_counts(codes_a, dilate(codes_b), size_a, size_b)
-    b_near_a = overlap_counts(codes_b, dilate(codes_a), size_b, size_a)
+    a_near_b = overlap_counts(codes_a, grown_b, size_a, size_b)
+    b_near_a = overlap_counts(codes_b, grown_a, size_b, size_a)
     shared = (a_near_b + b_near_a.T) / 2
     union = cells_a[:, None] + cells_b[None, :] - shared
     return np.where(union > 0, shared / np.maximum(union, 1), 0.0)
@@ -116,7 +121,7 @@ class IdTracker:
         self._next_id = 0
         self._ids = np.zeros(0, dtype=np.int64)  # last run's stable ids and classes, by row
         self._classes = np.zeros(0, dtype=np.int64)
-        self._codes = np.zeros(0, dtype=np.int64)
+        self._codes = self._grown = np.zeros(0, dtype=np.int64)  # last run's cells, dilated
 
     def update(self, points: np.ndarray, point_instance: np.ndarray,
                instances: Sequence[Instance]) -> dict[int, int]:
@@ -128,10 +133,11 @@ class IdTracker:
         """
         rows = map_ids(point_instance, {inst.id: k for k, inst in enumerate(instances)})
         codes = instance_cells(points, rows, self.cell)
+        grown = dilate(codes)  # used now, and against the next run
         classes = np.array([inst.class_id for inst in instances], dtype=np.int64)
         ids = np.full(len(instances), -1, dtype=np.int64)
         if len(self._ids) and len(instances):
-            iou = tolerant_iou(codes, len(instances), self._codes, len(self._ids))
+            iou = tolerant_iou(codes, len(instances), self._codes, len(self._ids), grown, self._grown)
             iou[classes[:, None] != self._classes[None, :]] = 0.0
             for r, c in zip(*linear_sum_assignment(iou, maximize=True)):
                 if iou[r, c] > 0 and iou[r, c] >= self.min_iou:
@@ -139,7 +145,7 @@ class IdTracker:
         fresh = ids < 0
         ids[fresh] = self._next_id + np.arange(int(fresh.sum()))
         self._next_id += int(fresh.sum())
-        self._ids, self._classes, self._codes = ids, classes, codes
+        self._ids, self._classes, self._codes, self._grown = ids, classes, codes, grown
         return {inst.id: int(ids[k]) for k, inst in enumerate(instances)}
 
 
