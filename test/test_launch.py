@@ -6,6 +6,7 @@ node name, params file, the device parameter and the input remapping. The RViz c
 as YAML and must show the node's two visual topics in the ``map`` frame.
 """
 import ast
+import re
 import runpy
 import sys
 import types
@@ -83,7 +84,8 @@ def test_launch_file_starts_our_node_with_the_params_file_device_and_topic(monke
 def test_the_launched_executable_is_installed_and_runs_our_main():
     cmake = (REPO / "CMakeLists.txt").read_text()
     assert "install(PROGRAMS scripts/ssen_node DESTINATION lib/${PROJECT_NAME})" in cmake
-    assert "install(DIRECTORY launch DESTINATION share/${PROJECT_NAME})" in cmake
+    shared = re.search(r"install\(DIRECTORY ([^)]*) DESTINATION share/\$\{PROJECT_NAME\}\)", cmake)
+    assert shared and {"config", "launch"} <= set(shared.group(1).split())
     script = (REPO / "scripts" / "ssen_node").read_text()
     assert "from ssen_ros.ros.node import main" in script
 
