@@ -30,6 +30,7 @@ from __future__ import annotations
 import array
 import dataclasses
 import os
+import signal
 import sys
 import threading
 import time
@@ -42,10 +43,11 @@ import rclpy.logging
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -438,12 +440,18 @@ def main(args: Optional[list[str]] = None) -> NoReturn:
     """``ssen_node``: run the node until SIGINT/SIGTERM, then end the process: 0, or 1 if it
     cannot start.
 
-    The process ends with ``os._exit`` once the node, its DDS participant and the logs are
-    closed: Python's own finalisation (mostly torch's) takes another 0.6-2.5 s on a busy
-    2-core machine, which would break the promise to exit within 2 s, and a segmentation in
-    progress on the worker thread is abandoned rather than waited for.
+    The signals set an event that the spin loop checks every 0.1 s. rclpy's own handlers are
+    off: they shut the context down from the signal, and about one time in ten here the
+    executor's wait then never returned (the process hung until killed). The process ends with
+    ``os._exit`` once the node, its DDS participant and the logs are closed: Python's own
+    finalisation (mostly torch's) takes another 0.6-2.5 s on a busy 2-core machine, which would
+    break the promise to exit within 2 s, and a segmentation in progress on the worker thread is
+    abandoned rather than waited for.
     """
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     logger = rclpy.logging.get_logger(NODE_NAME)
     code = 0
     try:
@@ -453,12 +461,16 @@ def main(args: Optional[list[str]] = None) -> NoReturn:
         logger.fatal(f"cannot start: {exc}")
         code, node = 1, None
     if node is not None:
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
         try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:  # the context was shut down from elsewhere
             pass
         finally:
             node.worker.stop()
+            executor.shutdown(timeout_sec=0.5)
             node.destroy_node()
     rclpy.try_shutdown()
     sys.stdout.flush()
