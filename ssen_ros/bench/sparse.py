@@ -19,6 +19,8 @@ import time
 import numpy as np
 import torch
 
+from typing import Callable
+
 from ssen_ros.bench import peak_rss_mb, write_results
 
 BACKENDS = ("torch", "minkowski", "spconv")
@@ -137,15 +139,16 @@ def _spconv_unet(arch: str, in_channels: int, out_channels: int) -> torch.nn.Mod
     return Net()
 
 
-def _worker(backend: str, task: str, repeat: int) -> dict:
-    """Run one (backend, task) here and return its numbers; called in a fresh subprocess."""
+def _setup(backend: str, task: str) -> dict[str, Callable[[], object]]:
+    """The timed calls of one (backend, task), by measurement name, ready to run here."""
     coords, feats = _scene()
-    rss_start = peak_rss_mb()
     if backend == "spconv":
         import spconv.pytorch as sp
 
+        shape = (coords[:, 1:].amax(0) + 1).tolist()
+
         def make(f):
-            return sp.SparseConvTensor(f, coords, spatial_shape=(coords[:, 1:].amax(0) + 1).tolist(), batch_size=1)
+            return sp.SparseConvTensor(f, coords, spatial_shape=shape, batch_size=1)
 
         def out(y):
             return y if isinstance(y, torch.Tensor) else y.features
@@ -160,54 +163,101 @@ def _worker(backend: str, task: str, repeat: int) -> dict:
 
         def out(y):
             return y.F if backend == "minkowski" and task == "layer" else y.features
-    result: dict = {"voxels": len(coords)}
     if task == "layer":
-        torch.manual_seed(0)
-        f64 = torch.randn(len(coords), 64)
-        if backend == "spconv":
-            layer = sp.SubMConv3d(64, 64, 3, bias=False, indice_key="subm1")
-        else:
-            layer = ops.conv(64, 64, 3)
-        with torch.no_grad():
-            result["fresh_s"] = _times(lambda: out(layer(make(f64))), repeat)
-            x = make(f64)
-            result["cached_s"] = _times(lambda: out(layer(x)), repeat)
+        f64 = torch.randn(len(coords), 64, generator=torch.Generator().manual_seed(0))
+        layer = sp.SubMConv3d(64, 64, 3, bias=False, indice_key="subm1") if backend == "spconv" \
+            else ops.conv(64, 64, 3)
+        cached = make(f64)
+        calls = {"fresh": lambda: out(layer(make(f64))), "cached": lambda: out(layer(cached))}
         if backend == "torch":
-            result["pairs"] = x.maps.submanifold(1, 3).num_pairs
-            result["map_s"] = _times(lambda: SparseTensor(f64, coords).maps.submanifold(1, 3), repeat)
+            calls["map"] = lambda: SparseTensor(f64, coords).maps.submanifold(1, 3)
+        return {name: torch.no_grad()(fn) for name, fn in calls.items()}
+    if backend == "spconv":
+        net = _spconv_unet("Res16UNet34C", 3, 20)
     else:
-        if backend == "spconv":
-            net = _spconv_unet("Res16UNet34C", 3, 20)
-        else:
-            from ssen_ros.models import build_network
-            net = build_network("Res16UNet34C", 3, 20, backend=backend)
-        labels = torch.randint(0, 20, (len(coords),), generator=torch.Generator().manual_seed(0))
-        if task == "forward":
-            net.eval()
-            with torch.no_grad():
-                result["times_s"] = _times(lambda: out(net(make(feats))), repeat)
-        else:
-            net.train()
+        from ssen_ros.models import build_network
+        net = build_network("Res16UNet34C", 3, 20, backend=backend)
+    if task == "forward":
+        net.eval()
+        return {"forward": torch.no_grad()(lambda: out(net(make(feats))))}
+    net.train()
+    labels = torch.randint(0, 20, (len(coords),), generator=torch.Generator().manual_seed(0))
 
-            def step():
-                net.zero_grad(set_to_none=True)
-                loss = torch.nn.functional.cross_entropy(out(net(make(feats))), labels)
-                loss.backward()
+    def step():
+        net.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(out(net(make(feats))), labels).backward()
 
-            result["times_s"] = _times(step, repeat)
-    result["rss_start_mb"] = rss_start
-    result["peak_rss_mb"] = peak_rss_mb()
-    return result
+    return {"train": step}
 
 
-def _times(fn, repeat: int) -> list[float]:
-    fn()  # warm-up (allocator, lazy imports)
-    times = []
-    for _ in range(repeat):
+def _serve(backend: str, task: str) -> None:
+    """Worker loop: answer each stdin line NAME with the seconds one call of NAME takes."""
+    calls = _setup(backend, task)
+    for fn in calls.values():
+        fn()  # warm-up: allocator, lazy imports, first-touch of workspaces
+    print(json.dumps({"ready": sorted(calls)}), flush=True)
+    for line in sys.stdin:
+        name = line.strip()
+        if name == "quit":
+            break
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
+        calls[name]()
+        print(json.dumps({"s": time.perf_counter() - t0}), flush=True)
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}), flush=True)
+
+
+class _Worker:
+    """A subprocess holding one (backend, task) set up, timed on request."""
+
+    def __init__(self, backend: str, task: str, threads: int, wait_policy: str) -> None:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        env.pop("OMP_WAIT_POLICY", None)
+        if wait_policy != "default":
+            env["OMP_WAIT_POLICY"] = wait_policy.upper()
+        self.proc = subprocess.Popen([sys.executable, "-m", "ssen_ros.bench.sparse", "--serve", backend, task,
+                                      "--threads", str(threads)], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.names = self._read()["ready"]
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(self.proc.stderr.read().strip().splitlines()[-1:] or "worker died")
+        return json.loads(line)
+
+    def time(self, name: str) -> float:
+        self.proc.stdin.write(name + "\n")
+        self.proc.stdin.flush()
+        return self._read()["s"]
+
+    def close(self) -> float:
+        """Stop the worker; its peak RSS in MiB."""
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        rss = self._read()["peak_rss_mb"]
+        self.proc.wait()
+        return rss
+
+
+def _measure(task: str, backends: list[str], rounds: int, threads: int, wait_policy: str) -> dict:
+    """Interleaved rounds over the backends (so load changes hit all alike): times and peak RSS."""
+    results: dict = {}
+    workers = {}
+    for b in backends:
+        try:
+            workers[b] = _Worker(b, task, threads, wait_policy)
+        except (RuntimeError, json.JSONDecodeError) as err:
+            results[(b, task)] = {"error": str(err)}
+    for b, w in workers.items():
+        results[(b, task)] = {name: [] for name in w.names}
+    for _ in range(rounds):
+        for b, w in workers.items():
+            for name in w.names:
+                results[(b, task)][name].append(w.time(name))
+    for b, w in workers.items():
+        results[(b, task)]["peak_rss_mb"] = w.close()
+        print(f"{b} {task}: {results[(b, task)]}", file=sys.stderr)
+    return results
 
 
 def _available(backend: str) -> str:
@@ -224,99 +274,85 @@ def _available(backend: str) -> str:
     return ""
 
 
-def _run(backend: str, task: str, repeat: int, threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, "-m", "ssen_ros.bench.sparse", "--worker", backend, task,
-           "--repeat", str(repeat), "--threads", str(threads)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _report(results: dict, skipped: dict, rounds: int, threads: int, wait_policy: str, voxels: int,
+            pairs: int, total_s: float) -> str:
+    def med(backend: str, task: str, name: str) -> float | None:
+        r = results.get((backend, task), {})
+        return statistics.median(r[name]) if r.get(name) else None
 
+    def cell(backend: str, task: str, name: str) -> str:
+        v = med(backend, task, name)
+        return "—" if v is None else f"{v:.3f}"
 
-def _med(r: dict, key: str) -> float:
-    return statistics.median(r[key])
+    def ratio(backend: str, task: str, name: str) -> str:
+        a, b = med(backend, task, name), med("torch", task, name)
+        return "—" if a is None or b is None else f"{a / b:.2f}"
 
+    def rss(backend: str, task: str) -> str:
+        v = results.get((backend, task), {}).get("peak_rss_mb")
+        return "—" if v is None else f"{v:.0f}"
 
-def _report(results: dict, skipped: dict, repeat: int, threads: int, total_s: float) -> str:
-    def cell(backend: str, task: str, key: str = "times_s") -> str:
-        r = results.get((backend, task))
-        if r is None:
-            return "—"
-        if "error" in r:
-            return "error"
-        return f"{_med(r, key):.3f}"
-
-    def ratio(task: str, num: str, den: str, key: str = "times_s") -> str:
-        a, b = results.get((num, task)), results.get((den, task))
-        if not a or not b or "error" in a or "error" in b:
-            return "—"
-        return f"{_med(a, key) / _med(b, key):.2f}"
-
-    voxels = next(r["voxels"] for r in results.values() if "voxels" in r)
-    lines = [f"Scene: `synthetic_room()`, {voxels:,} voxels at 2 cm, batch 1, 3 input features. "
-             f"Model: Res16UNet34C (conv1 kernel 3, 20 outputs). {threads} threads per backend "
-             f"(torch and OpenMP), each backend and task in its own process; median of {repeat} "
-             f"runs after one warm-up; kernel maps rebuilt on every forward. Bench wall time {total_s:.0f} s.",
-             "", "| backend | eval forward s | train step (fwd+bwd) s | eval peak RSS MiB | train peak RSS MiB |",
+    ran = [b for b in BACKENDS if b not in skipped and any(k[0] == b for k in results)]
+    lines = [f"Scene: `synthetic_room()`, {voxels:,} voxels at 2 cm ({pairs:,} neighbour pairs for a 3x3x3 "
+             f"kernel), batch 1, 3 input features. Model: Res16UNet34C (conv1 kernel 3, 20 outputs, "
+             f"37.8M parameters). {threads} threads per backend (torch and OpenMP), OMP_WAIT_POLICY "
+             f"{wait_policy}. Each backend and task "
+             f"runs in its own process (so peak RSS figures do not mix), timed in {rounds} interleaved "
+             f"rounds after a warm-up (so load changes hit every backend alike); medians. Kernel maps are "
+             f"rebuilt in every forward. Bench wall time {total_s:.0f} s.", "",
+             "| backend | eval forward s | train step (fwd+bwd) s | eval peak RSS MiB | train peak RSS MiB |",
              "|---|---|---|---|---|"]
-    for b in BACKENDS:
-        if b in skipped:
-            continue
-        f, t = results.get((b, "forward"), {}), results.get((b, "train"), {})
-        lines.append(f"| {b} | {cell(b, 'forward')} | {cell(b, 'train')} | "
-                     f"{f.get('peak_rss_mb', float('nan')):.0f} | {t.get('peak_rss_mb', float('nan')):.0f} |")
-    lines += ["", "Ratios in this run (time of the other backend / time of torch; > 1 means torch is faster):", "",
-              "| compared with torch | eval forward | train step | 64->64 layer, map built | 64->64 layer, map cached |",
+    lines += [f"| {b} | {cell(b, 'forward', 'forward')} | {cell(b, 'train', 'train')} | {rss(b, 'forward')} | "
+              f"{rss(b, 'train')} |" for b in ran]
+    lines += ["", "Time of each backend / time of torch, same run (> 1: torch is faster):", "",
+              "| backend | eval forward | train step | 64->64 layer, map built | 64->64 layer, map cached |",
               "|---|---|---|---|---|"]
-    for b in ("minkowski", "spconv"):
-        if b not in skipped:
-            lines.append(f"| {b} | {ratio('forward', b, 'torch')} | {ratio('train', b, 'torch')} | "
-                         f"{ratio('layer', b, 'torch', 'fresh_s')} | {ratio('layer', b, 'torch', 'cached_s')} |")
-    lines += ["", "One 64->64 submanifold 3x3x3 layer (no grad):", "",
+    lines += [f"| {b} | {ratio(b, 'forward', 'forward')} | {ratio(b, 'train', 'train')} | "
+              f"{ratio(b, 'layer', 'fresh')} | {ratio(b, 'layer', 'cached')} |" for b in ran if b != "torch"]
+    lines += ["", "One 64->64 submanifold 3x3x3 layer, no autograd:", "",
               "| backend | with kernel map build s | with cached map s |", "|---|---|---|"]
-    for b in BACKENDS:
-        if b not in skipped:
-            lines.append(f"| {b} | {cell(b, 'layer', 'fresh_s')} | {cell(b, 'layer', 'cached_s')} |")
-    layer = results.get(("torch", "layer"), {})
-    if "pairs" in layer:
-        lines += ["", f"torch kernel map alone: {_med(layer, 'map_s'):.3f} s for {layer['pairs']:,} "
-                      f"neighbour pairs (centre included)."]
-    errors = [f"- {b} {t}: {r['error']}" for (b, t), r in results.items() if "error" in r]
+    lines += [f"| {b} | {cell(b, 'layer', 'fresh')} | {cell(b, 'layer', 'cached')} |" for b in ran]
+    if med("torch", "layer", "map") is not None:
+        lines += ["", f"The torch backend's 3x3x3 kernel map alone: {cell('torch', 'layer', 'map')} s."]
     notes = [f"- {b} not measured: {why}" for b, why in skipped.items()]
-    if errors or notes:
-        lines += ["", *notes, *errors]
-    lines += ["", "All times per backend (s):", ""]
+    notes += [f"- {b} {t} failed: {r['error']}" for (b, t), r in results.items() if "error" in r]
+    if notes:
+        lines += ["", *notes]
+    lines += ["", "Every timing (s):", ""]
     for (b, t), r in results.items():
-        for key in ("times_s", "fresh_s", "cached_s"):
-            if key in r:
-                lines.append(f"- {b} {t} {key[:-2]}: " + ", ".join(f"{v:.3f}" for v in r[key]))
+        lines += [f"- {b} {t} {name}: " + ", ".join(f"{v:.3f}" for v in r[name])
+                  for name in ("forward", "train", "fresh", "cached") if r.get(name)]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ssen bench sparse", description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median)")
-    parser.add_argument("--train-repeat", type=int, default=3, help="timed training steps")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds (median)")
+    parser.add_argument("--train-rounds", type=int, default=3, help="rounds for the training step")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--omp-wait-policy", choices=("passive", "active", "default"), default="passive",
+                        help="OMP_WAIT_POLICY of every worker (passive: idle threads sleep, not spin)")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
-    parser.add_argument("--worker", nargs=2, metavar=("BACKEND", "TASK"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=2, metavar=("BACKEND", "TASK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.worker:
-        print(json.dumps(_worker(*args.worker, args.repeat)))
+    if args.serve:
+        _serve(*args.serve)
         return 0
+    from ssen_ros.sparse import KernelMaps
+
     start = time.perf_counter()
+    coords, _ = _scene()
+    pairs = KernelMaps(coords).submanifold(1, 3).num_pairs
     skipped = {b: why for b in args.backends if (why := _available(b))}
-    results = {}
+    results: dict = {}
     for task in args.tasks:
-        for b in args.backends:
-            if b not in skipped:
-                results[(b, task)] = _run(b, task, args.train_repeat if task == "train" else args.repeat,
-                                          args.threads)
-                print(f"{b} {task}: {results[(b, task)]}", file=sys.stderr)
-    body = _report(results, skipped, args.repeat, args.threads, time.perf_counter() - start)
+        rounds = args.train_rounds if task == "train" else args.rounds
+        results.update(_measure(task, [b for b in args.backends if b not in skipped], rounds, args.threads,
+                                args.omp_wait_policy))
+    body = _report(results, skipped, args.rounds, args.threads, args.omp_wait_policy, len(coords), pairs,
+                   time.perf_counter() - start)
     path = write_results("sparse", "Sparse convolution backends", body)
     print(body)
     print(f"wrote {path}", file=sys.stderr)

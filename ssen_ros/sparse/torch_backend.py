@@ -7,7 +7,8 @@ a kernel-2 stride-2 convolution and its transpose use the down-sampling map, in 
 voxel has exactly one coarse partner.
 
 Speed and memory (measured in ``ssen bench sparse``):
-- rows are processed in chunks that stay in cache, gathered into and multiplied in reused
+- pairs are processed in pieces of a few MB: one gather, one matmul per offset, one
+  scatter-add per piece, into reused
   workspace buffers (a fresh large tensor per offset costs page faults that rival the matmul);
 - :class:`KernelConvFunction` saves only the input and weight, and gathers again in backward
   (autograd on the naive version kept every gathered matrix: 6.6 GB per training step);
@@ -30,8 +31,10 @@ from ssen_ros.sparse.tensor import SparseTensor, cat
 __all__ = ["Convolution", "ConvolutionTranspose", "BatchNorm", "ReLU", "cat", "conv", "conv_tr",
            "batch_norm", "relu", "to_native", "from_native", "kernel_conv"]
 
-CHUNK_BYTES = 3 << 20
-"""Target size of one gathered chunk (rows x channels x 4 bytes): it stays in cache."""
+PIECE_BYTES = 16 << 20
+"""Target size of one gathered piece (rows x channels x 4 bytes). Larger pieces mean fewer ops,
+each synchronising the intra-op threads (costly when other processes share the cores);
+smaller ones stay in cache."""
 
 _workspace = threading.local()
 
@@ -39,7 +42,7 @@ _workspace = threading.local()
 def _buffers(rows: int, *cols: int, like: Tensor) -> list[Tensor]:
     """Reused contiguous scratch matrices (rows, c) for each c in ``cols``, per thread/device/dtype.
 
-    Writing into reused memory avoids the page faults of a fresh large tensor per chunk.
+    Writing into reused memory avoids the page faults of a fresh large tensor per piece.
     """
     pool = _workspace.__dict__.setdefault("pool", {})
     need = rows * sum(cols)
@@ -54,8 +57,8 @@ def _buffers(rows: int, *cols: int, like: Tensor) -> list[Tensor]:
     return views
 
 
-def _chunk_rows(cols: int) -> int:
-    return max(2048, CHUNK_BYTES // (4 * cols))
+def _piece_rows(cin: int, cout: int) -> int:
+    return max(4096, PIECE_BYTES // (4 * max(cin, cout)))
 
 
 def _gather_mm_scatter(x: Tensor, weights: Tensor, kmap: KernelMap) -> Tensor:
@@ -65,19 +68,21 @@ def _gather_mm_scatter(x: Tensor, weights: Tensor, kmap: KernelMap) -> Tensor:
     out = x.new_zeros(kmap.num_out, cout) if center is None else x @ weights[center]
     if x.shape[0] == 0:
         return out
-    step = _chunk_rows(max(cin, cout))
+    step = _piece_rows(cin, cout)
     gather, product = _buffers(step, cin, cout, like=x)
-    w = weights.unbind(0)
-    for k, in32, _, out_rows in kmap.chunks(step):
+    for segments, in32, _, out_rows in kmap.pieces(step):
         n = in32.shape[0]
         g = torch.index_select(x, 0, in32, out=gather[:n])
-        out.index_add_(0, out_rows, torch.mm(g, w[k], out=product[:n]))
+        y = product[:n]
+        for k, a, b in segments:
+            torch.mm(g[a:b], weights[k], out=y[a:b])
+        out.index_add_(0, out_rows, y)
     return out
 
 
 def _backward(x: Tensor, weight: Tensor, grad: Tensor, kmap: KernelMap, need_x: bool,
               need_w: bool) -> tuple[Tensor | None, Tensor | None]:
-    """Gradients of ``_gather_mm_scatter``; each chunk of ``grad`` rows is gathered once for both.
+    """Gradients of ``_gather_mm_scatter``; each piece of ``grad`` rows is gathered once for both.
 
     ``dx[i] += grad[o] @ W[k].T`` and ``dW[k] += x[i].T @ grad[o]`` over the pairs (i, o).
     """
@@ -92,15 +97,19 @@ def _backward(x: Tensor, weight: Tensor, grad: Tensor, kmap: KernelMap, need_x: 
     if x.shape[0] == 0 or grad.shape[0] == 0:
         return gx, gw
     cin, cout = x.shape[1], grad.shape[1]
-    step = _chunk_rows(2 * max(cin, cout))
+    step = _piece_rows(cin, cout)
     xs, ps, gs = _buffers(step, cin, cin, cout, like=x)
-    for k, in32, in_rows, out_rows in kmap.chunks(step):
+    for segments, in32, in_rows, out_rows in kmap.pieces(step):
         n = in32.shape[0]
         go = torch.index_select(grad, 0, out_rows, out=gs[:n])
+        xi = torch.index_select(x, 0, in32, out=xs[:n]) if need_w else None
+        for k, a, b in segments:
+            if need_x:
+                torch.mm(go[a:b], weight[k].t(), out=ps[a:b])
+            if need_w:
+                gw[k].addmm_(xi[a:b].t(), go[a:b])
         if need_x:
-            gx.index_add_(0, in_rows, torch.mm(go, weight[k].t(), out=ps[:n]))
-        if need_w:
-            gw[k].addmm_(torch.index_select(x, 0, in32, out=xs[:n]).t(), go)
+            gx.index_add_(0, in_rows, ps[:n])
     return gx, gw
 
 
