@@ -178,7 +178,7 @@ class LatestOnlyWorker(Generic[T]):
         self.process = process
         self.min_period = min_period
         self.on_error = on_error
-        self.submitted = self.coalesced = self.processed = 0
+        self.submitted = self.coalesced = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -241,7 +241,6 @@ class LatestOnlyWorker(Generic[T]):
                     self.on_error(exc)
             else:
                 self._last = item
-            self.processed += 1
 
 
 @dataclasses.dataclass
