@@ -37,5 +37,6 @@ setup(
         "tensorboard",  # training scalars
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
-    entry_points={"console_scripts": ["ssen = ssen_ros.cli:main"]},
+    # ssen_node needs rclpy and the generated messages (scripts/setup.sh or colcon provide them).
+    entry_points={"console_scripts": ["ssen = ssen_ros.cli:main", "ssen_node = ssen_ros.ros.node:main"]},
 )

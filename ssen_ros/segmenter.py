@@ -50,10 +50,10 @@ class Segmentation:
 
     def point_scores(self) -> np.ndarray:
         """Each point's instance score (0 where it is in no instance)."""
-        scores = np.zeros(len(self.instance), dtype=np.float32)
-        for inst in self.instances:
-            scores[self.instance == inst.id] = inst.score
-        return scores
+        ids = np.array([inst.id for inst in self.instances], dtype=np.int64)
+        table = np.zeros(int(max(ids.max(initial=-1), self.instance.max(initial=-1))) + 2, dtype=np.float32)
+        table[ids + 1] = [inst.score for inst in self.instances]
+        return table[self.instance + 1]  # index 0 holds the -1 points
 
 
 def colors_to_features(colors: Optional[np.ndarray], n: int) -> np.ndarray:

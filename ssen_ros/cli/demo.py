@@ -45,8 +45,11 @@ def run(args: argparse.Namespace) -> int:
     _ros_environment()
     node = subprocess.Popen([sys.executable, "-m", "ssen_ros.ros.node", "--ros-args",
                              "-p", f"segmenter.weights:={args.weights}"])
+    # Published again every 10 s: a latched map sent right after discovery can be lost (Fast DDS
+    # #3822); the node coalesces repeats, so they cost nothing while it is busy.
     player = subprocess.Popen([sys.executable, "-m", "ssen_ros.ros.player", str(args.map),
-                               "--linger", "-1"], stdout=subprocess.DEVNULL)
+                               "--count", "60", "--rate", "0.1", "--linger", "-1"],
+                              stdout=subprocess.DEVNULL)
     try:
         received = _receive(node, args.timeout)
     finally:
