@@ -43,6 +43,37 @@ def kernel_offsets(kernel_size: int, stride: int = 1) -> Tensor:
 
 
 @dataclass(frozen=True)
+class Tile:
+    """A range of output rows ``[start, stop)`` and every pair that ends in it.
+
+    ``segments`` are ``(k, a, b)``: rows a..b of the tile's pair list belong to offset k.
+    ``in32``/``out_rows`` are the pairs' input (int32) and output (int64) rows; ``bag`` orders
+    the pairs by output row and ``bag_offsets[r]`` is where output row ``start + r`` begins.
+    """
+
+    start: int
+    stop: int
+    segments: tuple[tuple[int, int, int], ...]
+    in32: Tensor | None
+    out_rows: Tensor | None
+    bag: Tensor | None
+    bag_offsets: Tensor | None
+
+    @staticmethod
+    def build(start: int, stop: int, segments: list, ins: list[Tensor], outs: list[Tensor]) -> "Tile":
+        if not ins:
+            return Tile(start, stop, (), None, None, None, None)
+        in_rows, out_rows = torch.cat(ins), torch.cat(outs)
+        sorted_out, bag = torch.sort(out_rows, stable=True)
+        offsets = torch.searchsorted(sorted_out, torch.arange(start, stop, device=out_rows.device))
+        return Tile(start, stop, tuple(segments), in_rows.to(torch.int32), out_rows, bag, offsets)
+
+    @property
+    def num_pairs(self) -> int:
+        return 0 if self.in32 is None else self.in32.shape[0]
+
+
+@dataclass(frozen=True)
 class KernelMap:
     """Which input row meets which output row at each kernel offset.
 
@@ -70,38 +101,44 @@ class KernelMap:
         """Input-output pairs over all offsets, an identity centre included."""
         return sum(self.num_in if p is None else len(p[0]) for p in self.pairs)
 
-    def pieces(self, rows: int) -> list[tuple[list[tuple[int, int, int]], Tensor, Tensor, Tensor]]:
-        """The pairs cut into pieces of about ``rows`` pairs: ``(segments, in32, in_rows, out_rows)``.
+    def tiles(self, rows: int) -> list[Tile]:
+        """Output rows cut into tiles holding about ``rows`` pairs each (cached per ``rows``).
 
-        A piece holds the pairs of consecutive offsets back to back (offsets may straddle pieces);
-        ``segments`` lists ``(k, start, stop)`` row ranges of the piece per offset. One gather
-        and one scatter-add per piece, instead of per offset, keep the number of thread-
-        synchronised ops low. Cached per ``rows``; ``in32`` is the cheaper gather index.
+        A tile lists its pairs offset by offset (one matmul per offset) and, for each of its
+        output rows, where that row's pairs sit (a bag), so a convolution sums them with one
+        ``embedding_bag`` and writes each output row once: no scatter-add into the output.
         """
         if rows not in self._cache:
-            pieces, current, size = [], [], 0
+            per_offset = []
             for k, p in enumerate(self.pairs):
-                n, a = (0 if p is None else len(p[0])), 0
-                while a < n:
-                    b = min(n, a + rows - size)
-                    current.append((k, a, b))
-                    size += b - a
-                    a = b
-                    if size == rows:
-                        pieces.append(self._piece(current))
-                        current, size = [], 0
-            if current:
-                pieces.append(self._piece(current))
-            self._cache[rows] = pieces
+                if p is None or len(p[0]) == 0:
+                    continue
+                i, o = p
+                if len(o) > 1 and not bool((o[1:] >= o[:-1]).all()):
+                    o, order = torch.sort(o, stable=True)
+                    i = i[order]
+                per_offset.append((k, i, o))
+            device = self.pairs[0][0].device if per_offset else None
+            total = sum(len(i) for _, i, _ in per_offset)
+            bounds = [0, self.num_out]
+            if total > rows:
+                counts = torch.bincount(torch.cat([o for _, _, o in per_offset]), minlength=self.num_out)
+                cut = torch.searchsorted(counts.cumsum(0), torch.arange(rows, total, rows, device=device))
+                bounds = sorted({0, self.num_out, *(cut + 1).clamp(max=self.num_out).tolist()})
+            edges = torch.tensor(bounds, device=device)
+            at = [torch.searchsorted(o, edges).tolist() for _, _, o in per_offset]
+            tiles = []
+            for t in range(len(bounds) - 1):
+                segments, ins, outs, start = [], [], [], 0
+                for (k, i, o), a in zip(per_offset, at):
+                    if a[t + 1] > a[t]:
+                        ins.append(i[a[t]:a[t + 1]])
+                        outs.append(o[a[t]:a[t + 1]])
+                        segments.append((k, start, start + a[t + 1] - a[t]))
+                        start += a[t + 1] - a[t]
+                tiles.append(Tile.build(bounds[t], bounds[t + 1], segments, ins, outs))
+            self._cache[rows] = tiles
         return self._cache[rows]
-
-    def _piece(self, runs: list[tuple[int, int, int]]):
-        segments, start = [], 0
-        for k, a, b in runs:
-            segments.append((k, start, start + b - a))
-            start += b - a
-        in_rows = torch.cat([self.pairs[k][0][a:b] for k, a, b in runs])
-        return segments, in_rows.to(torch.int32), in_rows, torch.cat([self.pairs[k][1][a:b] for k, a, b in runs])
 
     def transposed(self) -> "KernelMap":
         """The same pairs seen from the output side (for transposed convolution and gradients)."""

@@ -1,15 +1,17 @@
 """Sparse convolution in plain PyTorch: no compiler, CPU and CUDA, autograd (paper §III-A nets).
 
 Every convolution here is one primitive over a :class:`~ssen_ros.sparse.kernel_map.KernelMap`:
-for each kernel offset k, ``out[out_rows] += x[in_rows] @ W[k]``. Submanifold convolutions
-(kernel 3 or 5) add the centre offset as a plain ``x @ W[centre]`` (its map is the identity);
-a kernel-2 stride-2 convolution and its transpose use the down-sampling map, in which every fine
-voxel has exactly one coarse partner.
+``out[o] = sum over pairs (i, o, k) of x[i] @ W[k]``. Submanifold convolutions (kernel 3 or
+5) add the centre offset as a plain ``x @ W[centre]`` (its map is the identity); a kernel-2
+stride-2 convolution and its transpose use the down-sampling map, in which every fine voxel
+has exactly one coarse partner.
 
 Speed and memory (measured in ``ssen bench sparse``):
-- pairs are processed in pieces of a few MB: one gather, one matmul per offset, one
-  scatter-add per piece, into reused
-  workspace buffers (a fresh large tensor per offset costs page faults that rival the matmul);
+- output rows are processed in tiles of a few MB of pairs: one gather of the inputs, one
+  matmul per offset, then ``embedding_bag`` sums each output row's products and the centre
+  matmul is added as the tile is written (no serial scatter-add; each output row written
+  once). Scratch memory is reused (a fresh large tensor per op costs page faults that rival
+  the matmul);
 - :class:`KernelConvFunction` saves only the input and weight, and gathers again in backward
   (autograd on the naive version kept every gathered matrix: 6.6 GB per training step);
 - the input gradient is the same primitive on the transposed map with transposed weights.
@@ -23,6 +25,7 @@ import math
 import threading
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssen_ros.sparse.kernel_map import KernelMap
@@ -31,10 +34,10 @@ from ssen_ros.sparse.tensor import SparseTensor, cat
 __all__ = ["Convolution", "ConvolutionTranspose", "BatchNorm", "ReLU", "cat", "conv", "conv_tr",
            "batch_norm", "relu", "to_native", "from_native", "kernel_conv"]
 
-PIECE_BYTES = 16 << 20
-"""Target size of one gathered piece (rows x channels x 4 bytes). Larger pieces mean fewer ops,
-each synchronising the intra-op threads (costly when other processes share the cores);
-smaller ones stay in cache."""
+TILE_BYTES = 8 << 20
+"""Target size of one tile's gathered pairs (rows x channels x 4 bytes). Larger tiles mean
+fewer ops, each synchronising the intra-op threads (costly when other processes share the
+cores); smaller ones stay in cache."""
 
 _workspace = threading.local()
 
@@ -57,60 +60,51 @@ def _buffers(rows: int, *cols: int, like: Tensor) -> list[Tensor]:
     return views
 
 
-def _piece_rows(cin: int, cout: int) -> int:
-    return max(4096, PIECE_BYTES // (4 * max(cin, cout)))
+def _tile_rows(cin: int, cout: int) -> int:
+    return max(4096, TILE_BYTES // (4 * max(cin, cout)))
 
 
 def _gather_mm_scatter(x: Tensor, weights: Tensor, kmap: KernelMap) -> Tensor:
-    """``out[o] = sum_k x[i] @ weights[k]`` over the pairs (i, o) of ``kmap``."""
+    """``out[o] = sum_k x[i] @ weights[k]`` over the pairs (i, o) of ``kmap``, tile by tile."""
     cin, cout = weights.shape[1], weights.shape[2]
     center = kmap.center
-    out = x.new_zeros(kmap.num_out, cout) if center is None else x @ weights[center]
-    if x.shape[0] == 0:
-        return out
-    step = _piece_rows(cin, cout)
-    gather, product = _buffers(step, cin, cout, like=x)
-    for segments, in32, _, out_rows in kmap.pieces(step):
-        n = in32.shape[0]
-        g = torch.index_select(x, 0, in32, out=gather[:n])
-        y = product[:n]
-        for k, a, b in segments:
-            torch.mm(g[a:b], weights[k], out=y[a:b])
-        out.index_add_(0, out_rows, y)
+    out = x.new_empty(kmap.num_out, cout)
+    rows = _tile_rows(cin, cout)
+    gather, product = _buffers(rows + kmap.volume, cin, cout, like=x)
+    for tile in kmap.tiles(rows):
+        n = tile.num_pairs
+        if n:
+            g = torch.index_select(x, 0, tile.in32, out=gather[:n])
+            y = product[:n]
+            for k, a, b in tile.segments:
+                torch.mm(g[a:b], weights[k], out=y[a:b])
+            summed = F.embedding_bag(tile.bag, y, tile.bag_offsets, mode="sum")
+        else:
+            summed = x.new_zeros(tile.stop - tile.start, cout)
+        if center is None:
+            out[tile.start:tile.stop] = summed
+        else:
+            torch.addmm(summed, x[tile.start:tile.stop], weights[center], out=out[tile.start:tile.stop])
     return out
 
 
-def _backward(x: Tensor, weight: Tensor, grad: Tensor, kmap: KernelMap, need_x: bool,
-              need_w: bool) -> tuple[Tensor | None, Tensor | None]:
-    """Gradients of ``_gather_mm_scatter``; each piece of ``grad`` rows is gathered once for both.
-
-    ``dx[i] += grad[o] @ W[k].T`` and ``dW[k] += x[i].T @ grad[o]`` over the pairs (i, o).
-    """
+def _weight_grad(x: Tensor, grad: Tensor, kmap: KernelMap, shape: torch.Size) -> Tensor:
+    """``dW[k] = x[in_rows].T @ grad[out_rows]``, tile by tile, gathering again from x and grad."""
+    gw = grad.new_zeros(shape)
     center = kmap.center
-    gx = gw = None
-    if need_x:
-        gx = grad.new_zeros(kmap.num_in, x.shape[1]) if center is None else grad @ weight[center].t()
-    if need_w:
-        gw = grad.new_zeros(weight.shape)
-        if center is not None:
-            torch.mm(x.t(), grad, out=gw[center])
-    if x.shape[0] == 0 or grad.shape[0] == 0:
-        return gx, gw
+    if center is not None:
+        torch.mm(x.t(), grad, out=gw[center])
     cin, cout = x.shape[1], grad.shape[1]
-    step = _piece_rows(cin, cout)
-    xs, ps, gs = _buffers(step, cin, cin, cout, like=x)
-    for segments, in32, in_rows, out_rows in kmap.pieces(step):
-        n = in32.shape[0]
-        go = torch.index_select(grad, 0, out_rows, out=gs[:n])
-        xi = torch.index_select(x, 0, in32, out=xs[:n]) if need_w else None
-        for k, a, b in segments:
-            if need_x:
-                torch.mm(go[a:b], weight[k].t(), out=ps[a:b])
-            if need_w:
+    rows = _tile_rows(cin, cout)
+    xs, gs = _buffers(rows + kmap.volume, cin, cout, like=x)
+    for tile in kmap.tiles(rows):
+        n = tile.num_pairs
+        if n:
+            xi = torch.index_select(x, 0, tile.in32, out=xs[:n])
+            go = torch.index_select(grad, 0, tile.out_rows, out=gs[:n])
+            for k, a, b in tile.segments:
                 gw[k].addmm_(xi[a:b].t(), go[a:b])
-        if need_x:
-            gx.index_add_(0, in_rows, ps[:n])
-    return gx, gw
+    return gw
 
 
 class KernelConvFunction(torch.autograd.Function):
@@ -125,8 +119,12 @@ class KernelConvFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        gx, gw = _backward(x.contiguous(), weight, grad.contiguous(), ctx.kmap,
-                           ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        grad = grad.contiguous()
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = _gather_mm_scatter(grad, weight.transpose(1, 2), ctx.kmap.transposed())
+        if ctx.needs_input_grad[1]:
+            gw = _weight_grad(x.contiguous(), grad, ctx.kmap, weight.shape)
         return gx, gw, None
 
 
