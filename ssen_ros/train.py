@@ -151,6 +151,27 @@ def validate(weights: Path, data: Path, limit: int = 10) -> dict[str, float]:
     return score_scenes(segmenter, find_scenes(data)[:limit]).summary()
 
 
+def plot_history(history: list[dict], path: Path) -> None:
+    """Validation mIoU, AP, AP50 and AP25 against training steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = [h["step"] for h in history]
+    for key in ("mIoU", "AP", "AP50", "AP25"):
+        ax.plot(steps, [h[key] for h in history], marker="o", label=key)
+    ax.set_xlabel("training step")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("validation (whole pipeline, ScanNet rules)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def train(config: TrainConfig, resume: Optional[Path] = None) -> Path:
     """Train to ``config.steps``; returns the final weights path (``out/final.pt``)."""
     init_distributed()
@@ -180,11 +201,26 @@ def train(config: TrainConfig, resume: Optional[Path] = None) -> Path:
             scores = validate(out / "last.pt", Path(config.data) / "val")
             history.append({"step": trainer.step, "minutes": (time.time() - started) / 60, **scores})
             (out / "history.json").write_text(json.dumps(history, indent=2))
+            plot_history(history, out / "learning_curve.png")
             for k, v in scores.items():
                 writer.add_scalar(f"val/{k}", v, trainer.step)
             log.info("step %d: %s", trainer.step, scores)
     bar.close()
+    if dist.is_initialized():
+        check_in_sync(trainer)
     trainer.save(out / "final.pt")
     if dist.is_initialized():
         dist.barrier()
     return out / "final.pt"
+
+
+def check_in_sync(trainer: Trainer) -> None:
+    """DDP keeps every process's weights identical; compare a checksum across processes."""
+    params = list(trainer.semantic.parameters()) + list(trainer.embedding.parameters())
+    local = torch.stack([torch.cat([p.detach().double().flatten() for p in params]).sum()])
+    gathered = [torch.zeros_like(local) for _ in range(trainer.world)]
+    dist.all_gather(gathered, local.to(trainer.device))
+    sums = [float(g) for g in gathered]
+    if max(sums) != min(sums):
+        raise TrainingError(f"weights differ across processes: checksums {sums}")
+    log.info("weights identical on all %d processes (checksum %.6f)", trainer.world, sums[0])

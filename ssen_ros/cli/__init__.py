@@ -1,12 +1,15 @@
 """The ``ssen`` command line: one subcommand per module in this package.
 
 Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``; they are
-imported only when chosen, so ``ssen --help`` stays fast and never imports torch.
+imported only when chosen, so ``ssen --help`` stays fast and never imports torch. Bad input
+(our errors are ValueErrors that name the file, key or field) ends with one line and exit
+code 2; ``SSEN_DEBUG=1`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 SUBCOMMANDS = {
@@ -34,7 +37,13 @@ def main(argv: "list[str] | None" = None) -> int:
         module = importlib.import_module(module_name)
         module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
         args = parser.parse_args(argv)
-        return int(module.run(args) or 0)
+        try:
+            return int(module.run(args) or 0)
+        except (ValueError, OSError) as exc:  # our input errors subclass ValueError and name the culprit
+            if os.environ.get("SSEN_DEBUG"):
+                raise
+            print(f"ssen {name}: error: {exc}", file=sys.stderr)
+            return 2
     parser.parse_args(argv)
     return 2
 

@@ -1,0 +1,104 @@
+"""Training end to end on tiny rooms: checkpoints, resume, validation, NaN stop, DDP on CPU."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ssen_ros import train as train_module
+from ssen_ros.config import TrainConfig, from_dict
+from ssen_ros.data.dataset import DatasetError, find_scenes
+from ssen_ros.io.scannet import write_scannet_scene
+from ssen_ros.segmenter import Segmenter
+from ssen_ros.config import SegmenterConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_room(seed):
+    """A 3 m floor (class floor) with three boxes: two chairs and a table, each an instance."""
+    rng = np.random.default_rng(seed)
+    floor = np.c_[rng.uniform(0, 3, (1500, 2)), np.zeros(1500)]
+    parts, sem, inst = [floor], [np.full(1500, 1)], [np.full(1500, -1)]
+    for k, (cls, centre) in enumerate([(4, (0.7, 0.7)), (4, (2.2, 0.7)), (6, (1.5, 2.0))]):
+        box = rng.uniform(-0.25, 0.25, (600, 3)) + [*centre, 0.4]
+        parts.append(box)
+        sem.append(np.full(600, cls))
+        inst.append(np.full(600, k))
+    points = np.concatenate(parts)
+    colors = rng.integers(0, 255, (len(points), 3)).astype(np.uint8)
+    return points, colors, np.concatenate(sem), np.concatenate(inst)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rooms")
+    for split, seeds in (("train", [0, 1]), ("val", [2])):
+        for seed in seeds:
+            write_scannet_scene(root / split / f"tiny{seed:04d}_00", f"tiny{seed:04d}_00", *tiny_room(seed))
+    return root
+
+
+def config(dataset, out, **kw):
+    base = dict(data=str(dataset), out=str(out), arch="Res16UNet14S", in_channels=6, voxel_size=0.1,
+                steps=3, batch_size=2, lr=1e-3, val_every=3, checkpoint_every=1)
+    base.update(kw)
+    return from_dict(TrainConfig, base)
+
+
+def test_train_writes_weights_history_and_resumes(dataset, tmp_path):
+    final = train_module.train(config(dataset, tmp_path / "run"))
+    run = tmp_path / "run"
+    assert final == run / "final.pt" and (run / "last.pt").is_file()
+    assert (run / "learning_curve.png").is_file() and any((run / "tensorboard").iterdir())
+    history = (run / "history.json").read_text()
+    assert '"step": 3' in history and '"AP50"' in history
+    seg = Segmenter(SegmenterConfig(weights=str(final), backend="torch"))
+    assert seg.spec.in_channels == 6 and seg.voxel_size == 0.1
+    trainer_steps = train_module.train(config(dataset, run, steps=5, val_every=0), resume=run / "last.pt")
+    import torch
+    assert torch.load(trainer_steps, weights_only=False)["meta"]["step"] == 5
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
+    real = train_module.ssen_loss
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        terms = real(*args, **kwargs)
+        return terms if len(calls) < 3 else terms._replace(total=terms.total * float("nan"))
+
+    monkeypatch.setattr(train_module, "ssen_loss", poisoned)
+    with pytest.raises(train_module.TrainingError, match=r"loss is nan at step 2.*last\.pt"):
+        train_module.train(config(dataset, tmp_path / "run", steps=5, val_every=0))
+    import torch
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["meta"]["step"] == 2
+
+
+def test_empty_dataset_and_unknown_key_are_named(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DatasetError, match="holds no ScanNet scenes"):
+        find_scenes(tmp_path / "train")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stepz: 3\n")
+    result = subprocess.run([sys.executable, "-m", "ssen_ros.cli", "train", str(bad)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown key(s) ['stepz']" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_stay_in_sync(dataset, tmp_path):
+    cfg = tmp_path / "ddp.yaml"
+    cfg.write_text(yaml.safe_dump(dict(data=str(dataset), out=str(tmp_path / "ddp"), arch="Res16UNet14S",
+                                       voxel_size=0.1, steps=3, batch_size=1, val_every=0)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29517", "-m", "ssen_ros.cli", "train", str(cfg)],
+                            capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "weights identical on all 2 processes" in result.stderr
