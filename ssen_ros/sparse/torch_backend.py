@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ssen_ros.sparse.kernel_map import KernelMap
 from ssen_ros.sparse.tensor import SparseTensor, cat
 
-__all__ = ["Convolution", "ConvolutionTranspose", "BatchNorm", "ReLU", "cat", "conv", "conv_tr",
+__all__ = ["Convolution", "ConvolutionTranspose", "BatchNorm", "ReLU", "cat", "add_", "conv", "conv_tr",
            "batch_norm", "relu", "to_native", "from_native", "kernel_conv"]
 
 TILE_BYTES = 8 << 20
@@ -45,7 +45,7 @@ _workspace = threading.local()
 def _buffers(rows: int, *cols: int, like: Tensor) -> list[Tensor]:
     """Reused contiguous scratch matrices (rows, c) for each c in ``cols``, per thread/device/dtype.
 
-    Writing into reused memory avoids the page faults of a fresh large tensor per piece.
+    Writing into reused memory avoids the page faults of a fresh large tensor per tile.
     """
     pool = _workspace.__dict__.setdefault("pool", {})
     need = rows * sum(cols)
