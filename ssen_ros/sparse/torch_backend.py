@@ -34,10 +34,10 @@ from ssen_ros.sparse.tensor import SparseTensor, cat
 __all__ = ["Convolution", "ConvolutionTranspose", "BatchNorm", "ReLU", "cat", "add_", "conv", "conv_tr",
            "batch_norm", "relu", "to_native", "from_native", "kernel_conv"]
 
-TILE_BYTES = 8 << 20
-"""Target size of one tile's gathered pairs (rows x channels x 4 bytes). Larger tiles mean
-fewer ops, each synchronising the intra-op threads (costly when other processes share the
-cores); smaller ones stay in cache."""
+TILE_PAIRS = 16384
+"""Pairs per tile, the same for every layer so each kernel map is tiled once. Larger tiles
+mean fewer ops, each synchronising the intra-op threads (costly when other processes share
+the cores); smaller ones stay in cache (16k pairs x 96 channels x 4 bytes = 6 MB)."""
 
 _workspace = threading.local()
 
@@ -60,18 +60,13 @@ def _buffers(rows: int, *cols: int, like: Tensor) -> list[Tensor]:
     return views
 
 
-def _tile_rows(cin: int, cout: int) -> int:
-    return max(4096, TILE_BYTES // (4 * max(cin, cout)))
-
-
 def _gather_mm_scatter(x: Tensor, weights: Tensor, kmap: KernelMap) -> Tensor:
     """``out[o] = sum_k x[i] @ weights[k]`` over the pairs (i, o) of ``kmap``, tile by tile."""
     cin, cout = weights.shape[1], weights.shape[2]
     center = kmap.center
     out = x.new_empty(kmap.num_out, cout)
-    rows = _tile_rows(cin, cout)
-    gather, product = _buffers(rows + kmap.volume, cin, cout, like=x)
-    for tile in kmap.tiles(rows):
+    gather, product = _buffers(TILE_PAIRS + kmap.volume, cin, cout, like=x)
+    for tile in kmap.tiles(TILE_PAIRS):
         n = tile.num_pairs
         if n:
             g = torch.index_select(x, 0, tile.in32, out=gather[:n])
@@ -95,9 +90,8 @@ def _weight_grad(x: Tensor, grad: Tensor, kmap: KernelMap, shape: torch.Size) ->
     if center is not None:
         torch.mm(x.t(), grad, out=gw[center])
     cin, cout = x.shape[1], grad.shape[1]
-    rows = _tile_rows(cin, cout)
-    xs, gs = _buffers(rows + kmap.volume, cin, cout, like=x)
-    for tile in kmap.tiles(rows):
+    xs, gs = _buffers(TILE_PAIRS + kmap.volume, cin, cout, like=x)
+    for tile in kmap.tiles(TILE_PAIRS):
         n = tile.num_pairs
         if n:
             xi = torch.index_select(x, 0, tile.in32, out=xs[:n])
