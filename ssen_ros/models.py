@@ -176,8 +176,8 @@ def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping
                     drop_final: bool = False) -> nn.Module:
     """Load weights saved by either backend or by the reference code into ``model``.
 
-    Accepts a file or a mapping, either ``{'state_dict': ...}`` or a bare state dict, and strips
-    DataParallel ``module.`` prefixes. ``drop_final`` skips the checkpoint's ``final.*`` layer
+    Accepts a file or a mapping, either ``{'state_dict': ...}`` or a bare state dict, strips
+    DataParallel ``module.`` prefixes and accepts MinkowskiEngine 0.4's [1, in, out] 1x1 kernels. ``drop_final`` skips the checkpoint's ``final.*`` layer
     and keeps the model's own (how the embedding net starts from a semantic checkpoint).
     Raises :class:`CheckpointError` naming every missing, unexpected or mis-shaped key; a missing
     ``num_batches_tracked`` counter (older checkpoints) is not an error.
@@ -192,6 +192,10 @@ def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping
     if drop_final:
         state = {k: v for k, v in state.items() if not k.startswith("final.")}
     own = model.state_dict()
+    # MinkowskiEngine 0.4 (the SpatioTemporalSegmentation checkpoints) kept 1x1 kernels as
+    # [1, in, out]; 0.5 and this code keep [in, out].
+    state = {k: v[0] if k in own and v.dim() == 3 and v.shape[0] == 1 and v.shape[1:] == own[k].shape
+             else v for k, v in state.items()}
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
                and not (drop_final and k.startswith("final."))]
     unexpected = [k for k in state if k not in own]
