@@ -329,30 +329,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ssen bench sparse", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds (median)")
     parser.add_argument("--train-rounds", type=int, default=3, help="rounds for the training step")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="+", default=[2], help="thread counts, one section each")
     parser.add_argument("--omp-wait-policy", choices=("passive", "active", "default"), default="passive",
                         help="OMP_WAIT_POLICY of every worker (passive: idle threads sleep, not spin)")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--serve", nargs=2, metavar=("BACKEND", "TASK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads[0])
     if args.serve:
         _serve(*args.serve)
         return 0
     from ssen_ros.sparse import KernelMaps
 
-    start = time.perf_counter()
     coords, _ = _scene()
     pairs = KernelMaps(coords).submanifold(1, 3).num_pairs
     skipped = {b: why for b in args.backends if (why := _available(b))}
-    results: dict = {}
-    for task in args.tasks:
-        rounds = args.train_rounds if task == "train" else args.rounds
-        results.update(_measure(task, [b for b in args.backends if b not in skipped], rounds, args.threads,
-                                args.omp_wait_policy))
-    body = _report(results, skipped, args.rounds, args.threads, args.omp_wait_policy, len(coords), pairs,
-                   time.perf_counter() - start)
+    sections = []
+    for threads in args.threads:
+        start = time.perf_counter()
+        results: dict = {}
+        for task in args.tasks:
+            rounds = args.train_rounds if task == "train" else args.rounds
+            results.update(_measure(task, [b for b in args.backends if b not in skipped], rounds, threads,
+                                    args.omp_wait_policy))
+        sections.append(f"## {threads} thread{'s' if threads > 1 else ''}\n\n" + _report(
+            results, skipped, args.rounds, threads, args.omp_wait_policy, len(coords), pairs,
+            time.perf_counter() - start))
+    body = "\n\n".join(sections)
     path = write_results("sparse", "Sparse convolution backends", body)
     print(body)
     print(f"wrote {path}", file=sys.stderr)
