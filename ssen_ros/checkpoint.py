@@ -81,3 +81,16 @@ def load(path: "str | Path", backend: str = "auto", device: "str | torch.device"
     except (TypeError, KeyError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"weights file {path} does not match its networks: {exc}") from exc
     return spec, semantic.to(device).eval(), embedding.to(device).eval(), blob.get("meta", {})
+
+
+def export(source: "str | Path", target: "str | Path") -> Path:
+    """A shippable copy of a training checkpoint: fp16 weights, no optimizer state."""
+    blob = torch.load(source, map_location="cpu", weights_only=False)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise WeightsError(f"weights file {source} is not an {FORMAT} file")
+    meta = {k: v for k, v in blob.get("meta", {}).items() if k not in ("optimizer", "schedule")}
+    half = {key: {k: v.half() if v.is_floating_point() else v for k, v in blob[key].items()}
+            for key in ("semantic", "embedding")}
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**blob, **half, "meta": meta}, target)
+    return Path(target)

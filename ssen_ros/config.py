@@ -65,8 +65,9 @@ class SegmenterConfig:
     """Voxel edge in metres; 0 takes the voxel size the weights were trained with."""
     device: str = "auto"
     """'auto' (CUDA when available, else CPU), 'cpu' or 'cuda'."""
-    backend: str = "auto"
-    """Sparse-conv engine: 'auto' (MinkowskiEngine when it imports, else torch), 'torch', 'minkowski'."""
+    backend: str = "torch"
+    """Sparse-conv engine: 'torch' (plain PyTorch, ours: measured faster, benchmarks/sparse.md),
+    'minkowski' (MinkowskiEngine 0.5.4), or 'auto' (MinkowskiEngine when it imports, else torch)."""
     background_classes: list[str] = field(default_factory=lambda: list(BACKGROUND_CLASSES))
     """Classes that never become instances; the embedding network does not see them."""
     tta_rotations: int = 1

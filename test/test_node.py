@@ -618,6 +618,9 @@ def test_params_file_loads_and_run_time_changes_are_validated(node, ros_side, we
         result = set_(**{name: value})
         assert not result.successful and reason in result.reason, (name, result.reason)
     # a valid change is applied and the last map is segmented again with it, timed from the change
+    last_map, header = good_map(ros_side, synthetic_room(6000, seed=5))  # this test's own last map
+    ros_side.publish(last_map)
+    ros_side.outputs(header)
     before = {name: len(msgs) for name, msgs in ros_side.received.items()}
     time.sleep(2.0)  # the last map arrived well before
     t_set = time.monotonic()

@@ -58,6 +58,13 @@ def test_train_writes_weights_history_and_resumes(dataset, tmp_path):
     assert '"step": 3' in history and '"AP50"' in history
     seg = Segmenter(SegmenterConfig(weights=str(final), backend="torch"))
     assert seg.spec.in_channels == 6 and seg.voxel_size == 0.1
+    from ssen_ros.checkpoint import export
+    shipped = export(final, tmp_path / "ship.pt")
+    assert shipped.stat().st_size < final.stat().st_size / 2  # fp16, no Adam moments
+    pts, cols, _, _ = tiny_room(9)
+    a = seg(pts, cols)
+    b = Segmenter(SegmenterConfig(weights=str(shipped), backend="torch"))(pts, cols)
+    assert (a.semantic == b.semantic).mean() > 0.99
     trainer_steps = train_module.train(config(dataset, run, steps=5, val_every=0), resume=run / "last.pt")
     import torch
     assert torch.load(trainer_steps, weights_only=False)["meta"]["step"] == 5

@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="override the config's dataset folder")
     parser.add_argument("--out", help="override the config's output folder")
     parser.add_argument("--steps", type=int, help="override the config's number of steps")
+    parser.add_argument("--export", type=Path,
+                        help="also write the final weights here in fp16 without optimizer state")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,4 +28,8 @@ def run(args: argparse.Namespace) -> int:
             setattr(config, key, getattr(args, key))
     final = train(config, resume=args.resume)
     print(f"weights: {final}")
+    if args.export is not None:
+        from ssen_ros.checkpoint import export
+
+        print(f"exported: {export(final, args.export)}")
     return 0
