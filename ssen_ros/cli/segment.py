@@ -199,6 +199,6 @@ def summary_table(result) -> str:
         rows.append("   (no instances)")
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items() if k != "total")
     tiles = f" in {result.num_tiles} tiles" if result.num_tiles > 1 else ""
-    rows.append(f"{len(result.instances)} instances{tiles}, {result.timings.get('total', 0.0):.2f} s "
-                f"({stages} s)")
+    rows.append(f"{len(result.instances)} instances{tiles}, {result.timings.get('total', 0.0):.2f} s"
+                + (f" ({stages} s)" if stages else ""))
     return "\n".join(rows)
