@@ -295,7 +295,7 @@ def _report(results: dict, skipped: dict, rounds: int, threads: int, wait_policy
     ran = [b for b in BACKENDS if b not in skipped and any(k[0] == b for k in results)]
     lines = [f"Scene: `synthetic_room()`, {voxels:,} voxels at 2 cm ({pairs:,} neighbour pairs for a 3x3x3 "
              f"kernel), batch 1, 3 input features. Model: Res16UNet34C (conv1 kernel 3, 20 outputs, "
-             f"37.8M parameters). {threads} threads per backend (torch and OpenMP), OMP_WAIT_POLICY "
+             f"37.8M parameters). {threads} thread(s) per backend (torch and OpenMP), OMP_WAIT_POLICY "
              f"{wait_policy}. Each backend and task "
              f"runs in its own process (so peak RSS figures do not mix), timed in {rounds} interleaved "
              f"rounds after a warm-up (so load changes hit every backend alike); medians. Kernel maps are "
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     skipped = {b: why for b in args.backends if (why := _available(b))}
     sections = []
     for threads in args.threads:
-        start = time.perf_counter()
+        start, load = time.perf_counter(), os.getloadavg()[0]
         results: dict = {}
         for task in args.tasks:
             rounds = args.train_rounds if task == "train" else args.rounds
@@ -355,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                                     args.omp_wait_policy))
         sections.append(f"## {threads} thread{'s' if threads > 1 else ''}\n\n" + _report(
             results, skipped, args.rounds, threads, args.omp_wait_policy, len(coords), pairs,
-            time.perf_counter() - start))
+            time.perf_counter() - start) + f"\n\nLoad average (1 min) of the machine: {load:.2f} before this "
+            f"section, {os.getloadavg()[0]:.2f} after; on 2 cores, above 1 means other work competed.")
     body = "\n\n".join(sections)
     path = write_results("sparse", "Sparse convolution backends", body)
     print(body)
