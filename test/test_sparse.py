@@ -237,3 +237,17 @@ def test_cuda_matches_cpu():
         outs.append((y.detach().cpu(), xi.grad.cpu(), model.block1[0].conv1.kernel.grad.cpu()))
     for a, b in zip(*outs):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
+
+
+def test_inference_mode_then_training_in_one_process():
+    """Scratch memory made under torch.inference_mode must not leak into a training forward."""
+    from ssen_ros.models import build_network
+    from ssen_ros.sparse import SparseTensor
+    net = build_network("Res16UNet14S", in_channels=3, out_channels=4, backend="torch")
+    coords = torch.cat([torch.zeros(500, 1, dtype=torch.int32),
+                        torch.randint(0, 64, (500, 3), dtype=torch.int32)], 1).unique(dim=0)
+    feats = torch.randn(len(coords), 3)
+    with torch.inference_mode():
+        net.eval()(SparseTensor(feats, coords))
+    net.train()(SparseTensor(feats, coords)).features.sum().backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)

@@ -49,10 +49,12 @@ def _buffers(rows: int, *cols: int, like: Tensor) -> list[Tensor]:
     """
     pool = _workspace.__dict__.setdefault("pool", {})
     need = rows * sum(cols)
-    flat = pool.get((like.device, like.dtype))
+    # tensors made under inference_mode cannot be written outside it, so each mode has its own
+    key = (like.device, like.dtype, torch.is_inference_mode_enabled())
+    flat = pool.get(key)
     if flat is None or flat.numel() < need:
         flat = torch.empty(need, device=like.device, dtype=like.dtype)
-        pool[(like.device, like.dtype)] = flat
+        pool[key] = flat
     views, start = [], 0
     for c in cols:
         views.append(flat[start:start + rows * c].view(rows, c))
