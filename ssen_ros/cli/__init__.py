@@ -24,6 +24,9 @@ SUBCOMMANDS = {
 
 
 def main(argv: "list[str] | None" = None) -> int:
+    # OpenMP threads that spin-wait make torch many times slower when other processes share the
+    # cores (benchmarks/sparse.md); it must be set before torch is imported to take effect.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="ssen", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
