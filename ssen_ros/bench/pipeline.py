@@ -8,21 +8,24 @@
 - **untiled**: ours with ``tile_size: 0``, on the sizes of ``--untiled-sizes``, to show what
   tiling saves.
 
-Measured, each in a fresh subprocess so peak RSS does not mix:
+Measured in fresh subprocesses that inherit ``OMP_WAIT_POLICY`` (``ssen`` sets PASSIVE unless
+the environment says otherwise; ACTIVE is about 3x faster for the torch backend on an idle
+machine and far slower on a busy one):
 
 1. the held-out synthetic test rooms: ScanNet AP / AP50 and mIoU from
    :func:`ssen_ros.scoring.score_scenes`, mean seconds per scene per stage, and the end-to-end
-   ratio reference / ours (issue 6's goal: >= 5x at the same AP on 2 CPU cores);
+   ratio reference / ours (issue 6's goal: >= 5x at the same AP on 2 CPU cores); both
+   configurations run in one process, interleaved scene by scene after a warm-up;
 2. maps of 50k, 200k, 1M and 3M points made of those rooms side by side (randomly thinned to
-   the exact count): per-stage seconds, tiles, peak RSS (goal: 3M points in 6 GB on CPU).
-
-Each map run is preceded, in its subprocess, by an untimed run on 20k of its points, so
-one-time start-up costs are not counted.
+   the exact count): per-stage seconds, tiles, peak RSS (goal: 3M points in 6 GB on CPU), each
+   configuration and size in its own process so peak RSS does not mix, after an untimed
+   warm-up on 20k of the map's points.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -86,24 +89,44 @@ def _worker(job: dict) -> dict:
     """Run one job in this (fresh) process and return its numbers."""
     import torch
 
+    torch.set_num_threads(job["threads"])
+    return _rooms(job) if "scenes" in job else _map(job)
+
+
+def _rooms(job: dict) -> dict:
+    """'ours' and 'reference' on the test rooms in one process, interleaved scene by scene
+    (alternating which goes first) so that changes in machine load hit both alike."""
+    from ssen_ros.data.dataset import load_scene
+    from ssen_ros.scoring import score_scenes
+    from ssen_ros.segmenter import Segmenter
+
+    scenes = [Path(s) for s in job["scenes"]]
+    names = ["ours", "reference"]
+    segmenters = {c: Segmenter(segmenter_config(c, job["weights"])) for c in names}
+    first = load_scene(scenes[0])
+    for segmenter in segmenters.values():
+        segmenter(first.points, first.colors)  # warm-up, untimed
+    results: dict[str, list] = {c: [] for c in names}
+
+    def both(points, colors=None):
+        for c in (names if len(results["ours"]) % 2 == 0 else names[::-1]):
+            results[c].append(segmenters[c](points, colors))
+        return results["ours"][-1]
+
+    scores = {"ours": score_scenes(both, scenes).summary()}
+    replay = iter(results["reference"])  # score the reference's results without re-running them
+    scores["reference"] = score_scenes(lambda points, colors=None: next(replay), scenes).summary()
+    timings = {c: {k: float(np.mean([r.timings.get(k, 0.0) for r in results[c]])) for k in (*STAGES, "total")}
+               for c in names}
+    return {"scores": scores, "timings": timings}
+
+
+def _map(job: dict) -> dict:
+    """One configuration on one map, after a warm-up on 20k of its points."""
     from ssen_ros.bench import peak_rss_mb
     from ssen_ros.segmenter import Segmenter
 
-    torch.set_num_threads(job["threads"])
     segmenter = Segmenter(segmenter_config(job["config"], job["weights"]))
-    if "scenes" in job:
-        from ssen_ros.scoring import score_scenes
-
-        timings: list[dict] = []
-
-        def recorded(points, colors=None):
-            result = segmenter(points, colors)
-            timings.append(result.timings)
-            return result
-
-        scores = score_scenes(recorded, [Path(s) for s in job["scenes"]])
-        mean = {k: float(np.mean([t.get(k, 0.0) for t in timings])) for k in (*STAGES, "total")}
-        return {"scores": scores.summary(), "timings": mean, "peak_rss_mb": peak_rss_mb()}
     with np.load(job["cloud"]) as z:
         points, colors = z["points"], z["colors"]
     segmenter(points[:20_000], colors[:20_000])  # warm-up, untimed
@@ -117,7 +140,7 @@ def _run_job(job: dict) -> dict:
     done = subprocess.run([sys.executable, "-m", "ssen_ros.bench.pipeline", "--worker", json.dumps(job)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"benchmark job {job.get('config')} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"benchmark job {job.get('config', 'rooms')} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -151,16 +174,16 @@ def main(argv: "list[str] | None" = None) -> int:
     weights = str(checkpoint.resolve(args.weights))
     spec = checkpoint.load(weights, backend="torch")[0]
     scenes = find_scenes(args.scenes)[: args.max_scenes or None]
+    load_before = os.getloadavg()[0]
     common = {"weights": weights, "threads": args.threads}
-    header = ("| configuration | " + " | ".join(STAGES) + " | total s | peak RSS MiB |",
-              "|---|" + "---|" * (len(STAGES) + 2))
+    header = ("| configuration | " + " | ".join(STAGES) + " | total s |",
+              "|---|" + "---|" * (len(STAGES) + 1))
 
-    rooms = {c: _run_job({**common, "config": c, "scenes": [str(s) for s in scenes]})
-             for c in ("ours", "reference")}
-    room_rows = [f"| {c} | {_stage_cells(r['timings'])} | {r['peak_rss_mb']:.0f} |" for c, r in rooms.items()]
-    score_rows = [f"| {c} | {r['scores']['AP']:.4f} | {r['scores']['AP50']:.4f} | {r['scores']['AP25']:.4f} | "
-                  f"{r['scores']['mIoU']:.4f} | {r['timings']['total']:.3f} |" for c, r in rooms.items()]
-    ratio = rooms["reference"]["timings"]["total"] / rooms["ours"]["timings"]["total"]
+    rooms = _run_job({**common, "scenes": [str(s) for s in scenes]})
+    room_rows = [f"| {c} | {_stage_cells(t)} |" for c, t in rooms["timings"].items()]
+    score_rows = [f"| {c} | {s['AP']:.4f} | {s['AP50']:.4f} | {s['AP25']:.4f} | {s['mIoU']:.4f} | "
+                  f"{rooms['timings'][c]['total']:.3f} |" for c, s in rooms["scores"].items()]
+    ratio = rooms["timings"]["reference"]["total"] / rooms["timings"]["ours"]["total"]
 
     map_rows = []
     also = {"reference": {int(s) for s in args.reference_sizes.split(",") if s},
@@ -183,7 +206,9 @@ def main(argv: "list[str] | None" = None) -> int:
                                 f"{_stage_cells(r['timings'])} | {r['peak_rss_mb']:.0f} | {ratio_cell} |")
     body = [
         f"Weights `{Path(weights).name}` ({spec.arch}, {spec.voxel_size} m voxels), CPU, "
-        f"{args.threads} torch threads per run, each run in a fresh process. **ours**: torch backend, "
+        f"{args.threads} torch threads per run, OMP_WAIT_POLICY "
+        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, load average before the run "
+        f"{load_before:.2f}, after {os.getloadavg()[0]:.2f}. **ours**: torch backend, "
         "'fast' clustering; **reference**: MinkowskiEngine backend, 'exact' HDBSCAN (the authors' "
         "stack). Both tile maps wider than 8 m + 2 x 1 m margins (`ssen_ros.tiling`); "
         "**untiled**: ours with `tile_size: 0`.",
@@ -197,7 +222,8 @@ def main(argv: "list[str] | None" = None) -> int:
         "|---|---|---|---|---|---|",
         *score_rows,
         "",
-        "Mean seconds per scene and stage:",
+        "Mean seconds per scene and stage (both configurations in one process, interleaved scene "
+        "by scene after a warm-up; peak RSS per configuration is in section 2):",
         "",
         *header,
         *room_rows,
