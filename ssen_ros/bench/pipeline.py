@@ -8,18 +8,19 @@
 - **untiled**: ours with ``tile_size: 0``, on the sizes of ``--untiled-sizes``, to show what
   tiling saves.
 
-Measured in fresh subprocesses that inherit ``OMP_WAIT_POLICY`` (``ssen`` sets PASSIVE unless
-the environment says otherwise; ACTIVE is about 3x faster for the torch backend on an idle
-machine and far slower on a busy one):
+Each configuration runs in a fresh subprocess, after an untimed warm-up:
 
 1. the held-out synthetic test rooms: ScanNet AP / AP50 and mIoU from
    :func:`ssen_ros.scoring.score_scenes`, mean seconds per scene per stage, and the end-to-end
-   ratio reference / ours (issue 6's goal: >= 5x at the same AP on 2 CPU cores); both
-   configurations run in one process, interleaved scene by scene after a warm-up;
+   ratio reference / ours (issue 6's goal: >= 5x at the same AP on 2 CPU cores), under each
+   OpenMP setting of ``--room-runs``: the torch backend runs thousands of small parallel ops per
+   scene, so OMP_WAIT_POLICY=PASSIVE (which ``ssen`` sets unless the environment says otherwise)
+   makes it about 3x slower on an idle machine than ACTIVE, which in turn is far slower on a busy
+   one; MinkowskiEngine hardly cares;
 2. maps of 50k, 200k, 1M and 3M points made of those rooms side by side (randomly thinned to
    the exact count): per-stage seconds, tiles, peak RSS (goal: 3M points in 6 GB on CPU), each
-   configuration and size in its own process so peak RSS does not mix, after an untimed
-   warm-up on 20k of the map's points.
+   configuration and size in its own process so peak RSS does not mix (warm-up: 20k of the
+   map's points), under the inherited OpenMP setting.
 """
 from __future__ import annotations
 
@@ -94,31 +95,26 @@ def _worker(job: dict) -> dict:
 
 
 def _rooms(job: dict) -> dict:
-    """'ours' and 'reference' on the test rooms in one process, interleaved scene by scene
-    (alternating which goes first) so that changes in machine load hit both alike."""
+    """One configuration on the test rooms: scores, mean seconds per scene and stage, peak RSS."""
+    from ssen_ros.bench import peak_rss_mb
     from ssen_ros.data.dataset import load_scene
     from ssen_ros.scoring import score_scenes
     from ssen_ros.segmenter import Segmenter
 
     scenes = [Path(s) for s in job["scenes"]]
-    names = ["ours", "reference"]
-    segmenters = {c: Segmenter(segmenter_config(c, job["weights"])) for c in names}
+    segmenter = Segmenter(segmenter_config(job["config"], job["weights"]))
     first = load_scene(scenes[0])
-    for segmenter in segmenters.values():
-        segmenter(first.points, first.colors)  # warm-up, untimed
-    results: dict[str, list] = {c: [] for c in names}
+    segmenter(first.points, first.colors)  # warm-up, untimed
+    timings: list[dict] = []
 
-    def both(points, colors=None):
-        for c in (names if len(results["ours"]) % 2 == 0 else names[::-1]):
-            results[c].append(segmenters[c](points, colors))
-        return results["ours"][-1]
+    def recorded(points, colors=None):
+        result = segmenter(points, colors)
+        timings.append(result.timings)
+        return result
 
-    scores = {"ours": score_scenes(both, scenes).summary()}
-    replay = iter(results["reference"])  # score the reference's results without re-running them
-    scores["reference"] = score_scenes(lambda points, colors=None: next(replay), scenes).summary()
-    timings = {c: {k: float(np.mean([r.timings.get(k, 0.0) for r in results[c]])) for k in (*STAGES, "total")}
-               for c in names}
-    return {"scores": scores, "timings": timings}
+    scores = score_scenes(recorded, scenes).summary()
+    mean = {k: float(np.mean([t.get(k, 0.0) for t in timings])) for k in (*STAGES, "total")}
+    return {"scores": scores, "timings": mean, "peak_rss_mb": peak_rss_mb()}
 
 
 def _map(job: dict) -> dict:
@@ -136,12 +132,16 @@ def _map(job: dict) -> dict:
             "instances": len(result.instances), "peak_rss_mb": peak_rss_mb()}
 
 
-def _run_job(job: dict) -> dict:
+def _run_job(job: dict, wait_policy: "str | None" = None) -> dict:
+    env = dict(os.environ)
+    if wait_policy:
+        env["OMP_WAIT_POLICY"] = wait_policy
+    job["load_before"] = os.getloadavg()[0]
     done = subprocess.run([sys.executable, "-m", "ssen_ros.bench.pipeline", "--worker", json.dumps(job)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark job {job.get('config', 'rooms')} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1]) | {"load_before": job["load_before"]}
 
 
 def _stage_cells(timings: dict) -> str:
@@ -158,7 +158,9 @@ def main(argv: "list[str] | None" = None) -> int:
                         help="map sizes the reference also runs on")
     parser.add_argument("--untiled-sizes", default="3000000",
                         help="map sizes also run without tiling")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per map run")
+    parser.add_argument("--room-runs", default="PASSIVE:2,ACTIVE:2,PASSIVE:1",
+                        help="OMP_WAIT_POLICY:threads settings the test rooms run under")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -176,14 +178,21 @@ def main(argv: "list[str] | None" = None) -> int:
     scenes = find_scenes(args.scenes)[: args.max_scenes or None]
     load_before = os.getloadavg()[0]
     common = {"weights": weights, "threads": args.threads}
-    header = ("| configuration | " + " | ".join(STAGES) + " | total s |",
-              "|---|" + "---|" * (len(STAGES) + 1))
-
-    rooms = _run_job({**common, "scenes": [str(s) for s in scenes]})
-    room_rows = [f"| {c} | {_stage_cells(t)} |" for c, t in rooms["timings"].items()]
-    score_rows = [f"| {c} | {s['AP']:.4f} | {s['AP50']:.4f} | {s['AP25']:.4f} | {s['mIoU']:.4f} | "
-                  f"{rooms['timings'][c]['total']:.3f} |" for c, s in rooms["scores"].items()]
-    ratio = rooms["timings"]["reference"]["total"] / rooms["timings"]["ours"]["total"]
+    score_rows, stage_rows, ratios = [], [], []
+    for run in args.room_runs.split(","):
+        policy, threads = run.split(":")
+        setting = f"{policy}, {threads} thread{'s' * (threads != '1')}"
+        rooms = {c: _run_job({**common, "threads": int(threads), "config": c,
+                              "scenes": [str(s) for s in scenes]}, policy) for c in ("ours", "reference")}
+        ratio = rooms["reference"]["timings"]["total"] / rooms["ours"]["timings"]["total"]
+        ratios.append(f"{ratio:.1f}x with {setting}")
+        for c, r in rooms.items():
+            s = r["scores"]
+            ratio_cell = f"{ratio:.1f}x" if c == "reference" else ""
+            score_rows.append(f"| {setting} | {c} | {s['AP']:.4f} | {s['AP50']:.4f} | {s['AP25']:.4f} | "
+                              f"{s['mIoU']:.4f} | {r['timings']['total']:.3f} | {ratio_cell} |")
+            stage_rows.append(f"| {setting} | {c} | {_stage_cells(r['timings'])} | {r['peak_rss_mb']:.0f} | "
+                              f"{r['load_before']:.2f} |")
 
     map_rows = []
     also = {"reference": {int(s) for s in args.reference_sizes.split(",") if s},
@@ -205,33 +214,35 @@ def main(argv: "list[str] | None" = None) -> int:
                                 f"{r['voxels']:,} | {r['foreground']:,} | {r['tiles']} | {r['instances']} | "
                                 f"{_stage_cells(r['timings'])} | {r['peak_rss_mb']:.0f} | {ratio_cell} |")
     body = [
-        f"Weights `{Path(weights).name}` ({spec.arch}, {spec.voxel_size} m voxels), CPU, "
-        f"{args.threads} torch threads per run, OMP_WAIT_POLICY "
-        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, load average before the run "
-        f"{load_before:.2f}, after {os.getloadavg()[0]:.2f}. **ours**: torch backend, "
+        f"Weights `{Path(weights).name}` ({spec.arch}, {spec.voxel_size} m voxels), CPU; load "
+        f"average {load_before:.2f} before the run, {os.getloadavg()[0]:.2f} after (2 cores: above 1, "
+        "other work competed). **ours**: torch backend, "
         "'fast' clustering; **reference**: MinkowskiEngine backend, 'exact' HDBSCAN (the authors' "
         "stack). Both tile maps wider than 8 m + 2 x 1 m margins (`ssen_ros.tiling`); "
         "**untiled**: ours with `tile_size: 0`.",
         "",
         f"## 1. Test rooms ({len(scenes)} scenes of `{args.scenes}`)",
         "",
-        f"**End to end: reference / ours = {ratio:.1f}x** (mean seconds per scene, same run). "
-        "Goal: >= 5x at the same AP.",
+        f"**End to end, reference / ours: {'; '.join(ratios)}** (mean seconds per scene, each "
+        "configuration in its own process after a warm-up scene). Goal: >= 5x at the same AP. "
+        "`ssen` sets OMP_WAIT_POLICY=PASSIVE unless the environment says otherwise.",
         "",
-        "| configuration | AP | AP50 | AP25 | mIoU | s/scene |",
-        "|---|---|---|---|---|---|",
+        "| OpenMP wait, torch threads | configuration | AP | AP50 | AP25 | mIoU | s/scene | reference / ours |",
+        "|---|---|---|---|---|---|---|---|",
         *score_rows,
         "",
-        "Mean seconds per scene and stage (both configurations in one process, interleaved scene "
-        "by scene after a warm-up; peak RSS per configuration is in section 2):",
+        "Mean seconds per scene and stage:",
         "",
-        *header,
-        *room_rows,
+        "| OpenMP wait, torch threads | configuration | " + " | ".join(STAGES)
+        + " | total s | peak RSS MiB | load before |",
+        "|---|---|" + "---|" * (len(STAGES) + 3),
+        *stage_rows,
         "",
         "## 2. Maps of test rooms side by side",
         "",
-        "Seconds per stage, summed over tiles; voxels are counted in every tile that reads them "
-        "(margins twice). Goal: 3M points within 6 GB (6144 MiB) peak RSS on CPU.",
+        f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}, {args.threads} torch "
+        "threads. Seconds per stage, summed over tiles; voxels are counted in every tile that "
+        "reads them (margins twice). Goal: 3M points within 6 GB (6144 MiB) peak RSS on CPU.",
         "",
         "| points | configuration | voxels | foreground | tiles | instances | " + " | ".join(STAGES)
         + " | total s | peak RSS MiB | reference / ours |",
