@@ -26,7 +26,14 @@ import numpy as np
 
 from ssen_ros.bench import peak_rss_mb, write_results
 
-DEFAULT_SCENES = Path(__file__).resolve().parents[2] / "data" / "rooms" / "test"
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_SCENES = REPO / "data" / "rooms" / "test"
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (as result files show it)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def ssen_like_embeddings(n: int, min_size: int, max_size: int, seed: int = 0, d: int = 8,
@@ -238,7 +245,7 @@ def main(argv: "list[str] | None" = None) -> int:
         f"{_cluster_config(spec.voxel_size).min_cluster_size}. 'fast' defaults: sample_size "
         f"{defaults.sample_size}, assign_radius {defaults.assign_radius}.",
         "",
-        f"## 1. Test rooms: {len(scenes)} scenes of `{args.scenes}`, same weights, both methods",
+        f"## 1. Test rooms: {len(scenes)} scenes of `{shown(args.scenes)}`, same weights, both methods",
         "",
         f"Foreground voxels per scene: median {int(statistics.median(fg)):,}, max {max(fg):,}. "
         "Backend torch, no rotation averaging. Goal: 'fast' within 0.01 AP and AP50 of 'exact'. "

@@ -36,8 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ssen_ros.bench import write_results
-
-DEFAULT_SCENES = Path(__file__).resolve().parents[2] / "data" / "rooms" / "test"
+from ssen_ros.bench.cluster import DEFAULT_SCENES, shown
 STAGES = ("crop", "voxelize", "semantic", "embedding", "cluster", "instances", "stitch")
 CONFIGS = ("ours", "reference", "untiled")
 
@@ -221,7 +220,7 @@ def main(argv: "list[str] | None" = None) -> int:
         "stack). Both tile maps wider than 8 m + 2 x 1 m margins (`ssen_ros.tiling`); "
         "**untiled**: ours with `tile_size: 0`.",
         "",
-        f"## 1. Test rooms ({len(scenes)} scenes of `{args.scenes}`)",
+        f"## 1. Test rooms ({len(scenes)} scenes of `{shown(args.scenes)}`)",
         "",
         f"**End to end, reference / ours: {'; '.join(ratios)}** (mean seconds per scene, each "
         "configuration in its own process after a warm-up scene). Goal: >= 5x at the same AP. "
