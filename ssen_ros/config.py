@@ -145,6 +145,8 @@ class TrainConfig:
     lr: float = 1e-4
     lr_decay: float = 0.8
     lr_decay_every: int = 10_000
+    lr_milestones: list[int] = field(default_factory=list)
+    """Steps at which the lr is multiplied by ``lr_decay``; empty: every ``lr_decay_every`` steps."""
     grad_clip: float = 0.5
     crop_size: float = 0.0
     """Train on random square crops of this edge in metres (0: whole rooms)."""

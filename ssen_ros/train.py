@@ -58,6 +58,15 @@ def foreground_mask(semantic_gt: torch.Tensor, predicted: torch.Tensor, choice: 
     return (gt | pred, gt, pred)[choice]
 
 
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """The lr multiplier at ``step``: ``lr_decay`` per milestone passed (or per ``lr_decay_every``)."""
+    if config.lr_milestones:
+        passed = sum(step >= m for m in config.lr_milestones)
+    else:
+        passed = step // config.lr_decay_every
+    return config.lr_decay ** passed
+
+
 class Trainer:
     """Holds the networks, optimisers and data of one training run."""
 
@@ -79,7 +88,7 @@ class Trainer:
             self.embedding = DistributedDataParallel(self.embedding)
         params = list(self.semantic.parameters()) + list(self.embedding.parameters())
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
-        self.schedule = torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_decay_every, config.lr_decay)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(config, step))
         self.step = 0
         self.out = Path(config.out)
 
@@ -90,17 +99,27 @@ class Trainer:
         checkpoint.save(path, self.spec, self.semantic, self.embedding,
                         meta={"step": self.step, "train_config": to_dict(self.config),
                               "optimizer": self.optimizer.state_dict(),
-                              "schedule": self.schedule.state_dict()})
+                              "numpy_rng": self.rng.bit_generator.state,
+                              "torch_rng": torch.get_rng_state()})
 
     def resume(self, path: Path) -> None:
         blob = torch.load(path, map_location="cpu", weights_only=False)
         for net, key in ((self.semantic, "semantic"), (self.embedding, "embedding")):
             getattr(net, "module", net).load_state_dict({k: v.float() if v.is_floating_point() else v
                                                          for k, v in blob[key].items()})
-        self.optimizer.load_state_dict(blob["meta"]["optimizer"])
-        self.schedule.load_state_dict(blob["meta"]["schedule"])
-        self.step = int(blob["meta"]["step"])
-        log.info("resumed from %s at step %d", path, self.step)
+        meta = blob["meta"]
+        self.optimizer.load_state_dict(meta["optimizer"])
+        self.step = int(meta["step"])
+        # The lr follows this run's config at the resumed step (so a schedule may be extended).
+        self.schedule.last_epoch = self.step
+        for group, base in zip(self.optimizer.param_groups, self.schedule.base_lrs):
+            group["lr"] = base * lr_factor(self.config, self.step)
+        if "numpy_rng" in meta:  # checkpoints from before RNG state was saved resume with fresh draws
+            self.rng.bit_generator.state = meta["numpy_rng"]
+            torch.set_rng_state(meta["torch_rng"])
+        else:
+            log.warning("%s holds no RNG state: the resumed run draws different batches", path)
+        log.info("resumed from %s at step %d (lr %.3g)", path, self.step, self.optimizer.param_groups[0]["lr"])
 
     # -- one step ----------------------------------------------------------------------
     def batch(self) -> dict[str, torch.Tensor]:
@@ -185,9 +204,9 @@ def train(config: TrainConfig, resume: Optional[Path] = None) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(to_dict(config), indent=2))
         writer = SummaryWriter(str(out / "tensorboard"))
-    started = time.time()
+    history = _earlier_history(out / "history.json", trainer.step) if resume is not None else []
+    started = time.time() - 60 * (history[-1]["minutes"] if history else 0.0)
     bar = tqdm(total=config.steps, initial=trainer.step, disable=trainer.rank != 0, desc="train")
-    history = []
     while trainer.step < config.steps:
         stats = trainer.train_step(trainer.batch())
         bar.update(1)
@@ -212,6 +231,13 @@ def train(config: TrainConfig, resume: Optional[Path] = None) -> Path:
     if dist.is_initialized():
         dist.barrier()
     return out / "final.pt"
+
+
+def _earlier_history(path: Path, step: int) -> list[dict]:
+    """The validation history of a resumed run up to its checkpoint, so the curve stays whole."""
+    if not path.is_file():
+        return []
+    return [h for h in json.loads(path.read_text()) if h["step"] <= step]
 
 
 def check_in_sync(trainer: Trainer) -> None:

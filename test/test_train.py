@@ -1,4 +1,5 @@
 """Training end to end on tiny rooms: checkpoints, resume, validation, NaN stop, DDP on CPU."""
+import json
 import os
 import subprocess
 import sys
@@ -65,9 +66,30 @@ def test_train_writes_weights_history_and_resumes(dataset, tmp_path):
     a = seg(pts, cols)
     b = Segmenter(SegmenterConfig(weights=str(shipped), backend="torch"))(pts, cols)
     assert (a.semantic == b.semantic).mean() > 0.99
-    trainer_steps = train_module.train(config(dataset, run, steps=5, val_every=0), resume=run / "last.pt")
+    trainer_steps = train_module.train(config(dataset, run, steps=6), resume=run / "last.pt")
     import torch
-    assert torch.load(trainer_steps, weights_only=False)["meta"]["step"] == 5
+    assert torch.load(trainer_steps, weights_only=False)["meta"]["step"] == 6
+    assert [h["step"] for h in json.loads((run / "history.json").read_text())] == [3, 6]
+
+
+def test_resume_continues_exactly_where_the_run_stopped(dataset, tmp_path):
+    import torch
+    whole = train_module.train(config(dataset, tmp_path / "whole", steps=4, val_every=0))
+    train_module.train(config(dataset, tmp_path / "split", steps=2, val_every=0))
+    split = train_module.train(config(dataset, tmp_path / "split", steps=4, val_every=0),
+                               resume=tmp_path / "split" / "last.pt")
+    a, b = (torch.load(p, weights_only=False) for p in (whole, split))
+    for net in ("semantic", "embedding"):
+        for name, value in a[net].items():
+            assert torch.equal(value, b[net][name]), f"{net}.{name} differs after resume"
+    assert a["meta"]["optimizer"]["param_groups"][0]["lr"] == b["meta"]["optimizer"]["param_groups"][0]["lr"]
+
+
+def test_lr_follows_milestones_or_a_fixed_period():
+    every = from_dict(TrainConfig, dict(lr_decay=0.5, lr_decay_every=10))
+    assert [train_module.lr_factor(every, s) for s in (0, 9, 10, 25)] == [1, 1, 0.5, 0.25]
+    milestones = from_dict(TrainConfig, dict(lr_decay=0.5, lr_milestones=[5, 20]))
+    assert [train_module.lr_factor(milestones, s) for s in (0, 4, 5, 19, 20, 99)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
