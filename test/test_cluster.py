@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from ssen_ros import cluster
 from ssen_ros.cluster import EmbeddingClusterer
 from ssen_ros.config import ClusterConfig
 
@@ -35,6 +36,20 @@ def test_fast_matches_exact_and_truth(seed):
     assert fast.max() + 1 == len(sizes) == exact.max() + 1
     assert adjusted_rand_score(truth[inliers], fast[inliers]) > 0.99
     assert adjusted_rand_score(exact[inliers], fast[inliers]) > 0.99
+
+
+def test_instances_missed_by_the_first_sample_are_found_in_the_leftovers(monkeypatch):
+    sizes = [20_000] * 5 + [120] * 4  # 1,000 samples hit each small instance about 1.2 times
+    x, truth = ssen_like_embeddings(sizes, seed=5, outliers=0.0)
+    cfg = ClusterConfig(method="fast", min_cluster_size=100, min_samples=10, sample_size=1000, seed=1)
+    two_rounds = EmbeddingClusterer(cfg).fit_predict(x)
+    monkeypatch.setattr(cluster, "MAX_ROUNDS", 1)
+    one_round = EmbeddingClusterer(cfg).fit_predict(x)
+    assert one_round.max() + 1 <= 6 and two_rounds.max() + 1 == len(sizes)
+    assert adjusted_rand_score(truth, two_rounds) > 0.99
+    for found in (one_round, two_rounds):  # a stray sample never hands a small instance to a big one
+        pairs = np.unique(np.stack([found, truth])[:, found >= 0], axis=1)
+        assert len(pairs[0]) == len(np.unique(pairs[0]))
 
 
 def test_labels_are_numbered_by_size_and_repeatable():
