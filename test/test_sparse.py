@@ -154,6 +154,30 @@ def test_submanifold_map_is_symmetric_and_collision_free():
     assert kmap.num_pairs == len(c) + sum(len(p[0]) for p in kmap.pairs if p is not None)
 
 
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("sort_rows", [False, True])
+def test_dense_grid_and_sorted_key_lookups_find_the_same_pairs(monkeypatch, kernel, sort_rows):
+    from ssen_ros.sparse import kernel_map
+
+    c = random_coords(1500, span=8, batches=3, seed=kernel)
+    if sort_rows:
+        c = torch.unique(c, dim=0)
+
+    def pairs(stride):
+        kmap = KernelMaps(c)
+        kmap.coords(stride)
+        return [None if p is None else sorted(zip(p[0].tolist(), p[1].tolist()))
+                for p in kmap.submanifold(stride, kernel).pairs]
+
+    for stride in (1, 2, 4):
+        grid = pairs(stride)
+        with monkeypatch.context() as m:
+            m.setattr(kernel_map, "GRID_MAX_CELLS", 0)  # force binary search
+            searched = pairs(stride)
+        assert grid == searched
+        assert sum(len(p) for p in grid if p) > 0
+
+
 def test_row_order_does_not_change_results():
     c = random_coords(seed=3)
     x = torch.randn(len(c), 3, dtype=torch.float64)
