@@ -43,5 +43,8 @@ def run(args: argparse.Namespace) -> int:
         if args.preview:
             line += f", preview {preview(scene, args.out / 'previews' / f'{scene.name}.png', args.preview_by)}"
         print(line, flush=True)
-    (args.out / f"{args.split}.txt").write_text("".join(f"{n}\n" for n in names))
+    listing = args.out / f"{args.split}.txt"  # every scene of the folder, so --start extends it
+    if listing.is_file():
+        names = sorted(set(listing.read_text().split()) | set(names))
+    listing.write_text("".join(f"{n}\n" for n in names))
     return 0
