@@ -70,6 +70,9 @@ class SegmenterConfig:
     backend: str = "torch"
     """Sparse-conv engine: 'torch' (plain PyTorch, ours: measured faster, benchmarks/sparse.md),
     'minkowski' (MinkowskiEngine 0.5.4), or 'auto' (MinkowskiEngine when it imports, else torch)."""
+    threads: int = 0
+    """CPU threads for the networks (0: OMP_NUM_THREADS, else every core). The torch backend
+    shares each convolution's tiles out to them and sets torch's intra-op threads to 1, process-wide."""
     background_classes: list[str] = field(default_factory=lambda: list(BACKGROUND_CLASSES))
     """Classes that never become instances; the embedding network does not see them."""
     tta_rotations: int = 1

@@ -21,7 +21,7 @@ from ssen_ros.cluster import EmbeddingClusterer
 from ssen_ros.config import ClusterConfig, SegmenterConfig
 from ssen_ros.data.augment import rotation_z
 from ssen_ros.instances import Instance, make_instances
-from ssen_ros.sparse import SparseTensor
+from ssen_ros.sparse import SparseTensor, use_cpu_threads
 from ssen_ros.voxel import voxelize
 
 log = logging.getLogger("ssen_ros")
@@ -105,6 +105,8 @@ class Segmenter:
         path = checkpoint.resolve(config.weights)
         self.spec, self.semantic_net, self.embedding_net, self.meta = checkpoint.load(
             path, backend=config.backend, device=self.device)
+        if self.device.type == "cpu":
+            use_cpu_threads(config.threads, self.semantic_net.backend)
         self.voxel_size = config.voxel_size or self.spec.voxel_size
         self.clusterer = EmbeddingClusterer(scale_cluster_sizes(config.cluster, self.voxel_size))
         log.info("SSEN weights %s (%s, trained at %.3f m voxels), running at %.3f m on %s",

@@ -9,6 +9,7 @@ is ``slow`` and skips while ssen_ros/weights/ssen_demo.pt does not exist.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -637,24 +638,28 @@ def test_params_file_loads_and_run_time_changes_are_validated(node, ros_side, we
 @pytest.mark.ros
 def test_backpressure_newest_map_wins_and_memory_stays_flat(node, ros_side):
     cloud = synthetic_room(200_000, seed=3)  # 3.2 MB per map, surfaces: a few thousand voxels
-    rss = []
+    rss, processed = [], 0
     for burst in range(2):
+        t0 = time.monotonic()
         for k in range(20):
             msg, header = good_map(ros_side, cloud)
             ros_side.publish(msg)
             ros_side.executor.spin_once(timeout_sec=0.0)
-            time.sleep(0.1)
-        stamps = set()
+            time.sleep(0.05)
+        sent_s = time.monotonic() - t0
         ros_side.outputs(header)  # the newest map is segmented ...
         first = header.stamp.sec - 19
-        stamps = {m.header.stamp.sec for m in ros_side.received["instances"]
-                  if first <= m.header.stamp.sec <= header.stamp.sec}
+        done = [m for m in ros_side.received["instances"] if first <= m.header.stamp.sec <= header.stamp.sec]
+        stamps = {m.header.stamp.sec for m in done}
         time.sleep(1.0)
         rss.append(node.rss_mb())
-        assert len(stamps) <= 8, f"burst {burst}: {len(stamps)} of 20 maps processed"  # ... few others
+        # ... and only as many others as fit in the burst: a queue would work through all 20
+        fit = math.ceil(sent_s / min(m.processing_time for m in done)) + 2  # + the one running, + the newest
+        assert len(stamps) <= min(fit, 15), f"burst {burst}: {len(stamps)} of 20 maps processed, {fit} fit"
+        processed += len(stamps)
     assert rss[1] - rss[0] < 40, f"node RSS grew from {rss[0]:.0f} to {rss[1]:.0f} MiB"
     coalesced = int(re.search(r"(\d+) maps coalesced", node.matching("maps coalesced")[-1]).group(1))
-    assert coalesced >= 24
+    assert coalesced >= 40 - processed - 1  # every map not processed was dropped for a newer one
 
 
 @pytest.mark.ros

@@ -1,6 +1,7 @@
 """The sparse engine: kernel maps, the torch backend's ops against brute force, autograd, memory."""
 from __future__ import annotations
 
+import copy
 import logging
 
 import pytest
@@ -187,6 +188,37 @@ def test_row_order_does_not_change_results():
     y = net(SparseTensor(x, c)).features
     y_perm = net(SparseTensor(x[perm], c[perm])).features
     torch.testing.assert_close(y_perm, y[perm])
+
+
+def test_tile_workers_give_the_same_results_and_gradients(monkeypatch):
+    from ssen_ros.models import build_network
+    from ssen_ros.sparse import use_cpu_threads
+
+    monkeypatch.setattr(tb, "TILE_PAIRS", 512)  # many tiles, so every worker gets some
+    c = random_coords(4000, span=16)
+    x = torch.randn(len(c), 3)
+    torch.manual_seed(0)
+    pristine = build_network("Res16UNet14A", 3, 5, backend="torch")
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for workers in (1, 3):
+            net = copy.deepcopy(pristine)  # training mode moves BatchNorm's running statistics
+            use_cpu_threads(workers, "torch")
+            assert torch.get_num_threads() == 1 and tb._tile_workers.count == workers
+            with torch.inference_mode():
+                inferred = net.eval()(SparseTensor(x, c)).features.clone()
+            xi = x.clone().requires_grad_()
+            y = net.train()(SparseTensor(xi, c)).features
+            y.square().mean().backward()
+            results.append((inferred, y.detach(), xi.grad, net.block1[0].conv1.kernel.grad))
+    finally:
+        tb.set_tile_workers(1)
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # same tiles, same sums: bit for bit
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        use_cpu_threads(-1, "torch")
 
 
 def test_bad_coordinates_give_clear_errors():

@@ -153,9 +153,10 @@ def _setup(backend: str, task: str) -> dict[str, Callable[[], object]]:
         def out(y):
             return y if isinstance(y, torch.Tensor) else y.features
     else:
-        from ssen_ros.sparse import SparseTensor, get_backend
+        from ssen_ros.sparse import SparseTensor, get_backend, use_cpu_threads
 
         ops = get_backend(backend)
+        use_cpu_threads(0, backend)  # OMP_NUM_THREADS threads, as the Segmenter runs each backend
 
         def make(f):
             x = SparseTensor(f, coords)
@@ -295,7 +296,9 @@ def _report(results: dict, skipped: dict, rounds: int, threads: int, wait_policy
     ran = [b for b in BACKENDS if b not in skipped and any(k[0] == b for k in results)]
     lines = [f"Scene: `synthetic_room()`, {voxels:,} voxels at 2 cm ({pairs:,} neighbour pairs for a 3x3x3 "
              f"kernel), batch 1, 3 input features. Model: Res16UNet34C (conv1 kernel 3, 20 outputs, "
-             f"37.8M parameters). {threads} thread(s) per backend (torch and OpenMP), OMP_WAIT_POLICY "
+             f"37.8M parameters). {threads} thread(s) per backend, set as the Segmenter sets them "
+             f"(`ssen_ros.sparse.use_cpu_threads`: torch backend {threads} tile worker(s) with 1 intra-op "
+             f"thread; MinkowskiEngine and spconv {threads} OpenMP thread(s)), OMP_WAIT_POLICY "
              f"{wait_policy}. Each backend and task "
              f"runs in its own process (so peak RSS figures do not mix), timed in {rounds} interleaved "
              f"rounds after a warm-up (so load changes hit every backend alike); medians. Kernel maps are "

@@ -70,6 +70,7 @@ INPUT_TOPIC = "map_cloud"
 
 INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "depth": (1, 1000),
+    "segmenter.threads": (0, 1024),
     "segmenter.tta_rotations": (1, 36),
     "segmenter.max_points": (1, 100_000_000),
     "segmenter.min_instance_points": (1, 10_000_000),
@@ -94,7 +95,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "segmenter.cluster.method": ("fast", "exact"),
 }
 READ_ONLY = frozenset({"reliability", "durability", "depth", "segmenter.weights",
-                       "segmenter.device", "segmenter.backend", "segmenter.voxel_size"})
+                       "segmenter.device", "segmenter.backend", "segmenter.threads", "segmenter.voxel_size"})
 """Parameters fixed at start-up: they choose the networks or the subscription."""
 
 _PARAMETER_TYPES = {str: Parameter.Type.STRING, bool: Parameter.Type.BOOL,

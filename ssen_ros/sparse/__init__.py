@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from types import ModuleType
 
 from ssen_ros.sparse.kernel_map import CoordinateError, KernelMap, KernelMaps, kernel_offsets
 from ssen_ros.sparse.tensor import SparseTensor, cat, to_points
 
 __all__ = ["SparseTensor", "KernelMaps", "KernelMap", "CoordinateError", "cat", "to_points",
-           "kernel_offsets", "BACKENDS", "minkowski_available", "resolve_backend", "get_backend"]
+           "kernel_offsets", "BACKENDS", "minkowski_available", "resolve_backend", "get_backend", "use_cpu_threads"]
 
 BACKENDS = ("auto", "torch", "minkowski")
 
@@ -53,3 +54,27 @@ def get_backend(name: str) -> ModuleType:
     if name not in ("torch", "minkowski"):
         raise ValueError(f"backend must be 'torch' or 'minkowski', got {name!r}")
     return importlib.import_module(f"ssen_ros.sparse.{name}_backend")
+
+
+def use_cpu_threads(threads: int, backend: str) -> int:
+    """Run ``backend``'s networks on ``threads`` CPU threads; returns the count used.
+
+    0 means ``OMP_NUM_THREADS`` if set, else every core this process may use. The torch backend
+    gets one intra-op thread and ``threads`` tile workers (``torch_backend.set_tile_workers``);
+    MinkowskiEngine gets ``threads`` OpenMP threads. Both settings are process-wide.
+    """
+    import torch
+
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    if threads == 0:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0))
+    if backend == "torch":
+        torch.set_num_threads(1)
+        get_backend("torch").set_tile_workers(threads)
+    else:
+        torch.set_num_threads(threads)
+    log.info("CPU threads for the networks: %d (%s)", threads,
+             "tile workers, 1 intra-op thread" if backend == "torch" else "OpenMP")
+    return threads

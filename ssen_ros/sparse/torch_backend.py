@@ -14,7 +14,9 @@ Speed and memory (measured in ``ssen bench sparse``):
   the matmul);
 - :class:`KernelConvFunction` saves only the input and weight, and gathers again in backward
   (autograd on the naive version kept every gathered matrix: 6.6 GB per training step);
-- the input gradient is the same primitive on the transposed map with transposed weights.
+- the input gradient is the same primitive on the transposed map with transposed weights;
+- on the CPU, :func:`set_tile_workers` shares the tiles out to threads, each running its ops
+  single-threaded (cheaper than OpenMP's per-op thread wake-ups on these small ops).
 
 Parameter names and shapes match MinkowskiEngine (``kernel`` [K³, in, out] or [in, out] for
 1×1, ``bias`` [1, out]; BatchNorm as ``.bn``), so one ``state_dict`` loads in either backend.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +35,7 @@ from ssen_ros.sparse.kernel_map import KernelMap
 from ssen_ros.sparse.tensor import SparseTensor, cat
 
 __all__ = ["Convolution", "ConvolutionTranspose", "BatchNorm", "ReLU", "cat", "add_", "conv", "conv_tr",
-           "batch_norm", "relu", "to_native", "from_native", "kernel_conv"]
+           "batch_norm", "relu", "to_native", "from_native", "kernel_conv", "set_tile_workers"]
 
 TILE_PAIRS = 16384
 """Pairs per tile, the same for every layer so each kernel map is tiled once. Larger tiles
@@ -63,12 +66,37 @@ def _buffers(rows: int, *cols: int, like: Tensor) -> list[Tensor]:
 
 
 def _gather_mm_scatter(x: Tensor, weights: Tensor, kmap: KernelMap) -> Tensor:
-    """``out[o] = sum_k x[i] @ weights[k]`` over the pairs (i, o) of ``kmap``, tile by tile."""
+    """``out[o] = sum_k x[i] @ weights[k]`` over the pairs (i, o) of ``kmap``, tile by tile.
+
+    On the CPU with :func:`set_tile_workers` > 1, the tiles are shared out to that many threads
+    (each writes its own output rows, so no locks).
+    """
+    out = x.new_empty(kmap.num_out, weights.shape[2])
+    tiles = kmap.tiles(TILE_PAIRS)
+    workers = _tile_workers.count if x.device.type == "cpu" else 1
+    if workers < 2 or len(tiles) < 2:
+        _conv_tiles(x, weights, kmap, tiles, out)
+        return out
+    share = math.ceil(len(tiles) / workers)
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+    def run(part: list) -> None:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):  # modes are per thread
+            _conv_tiles(x, weights, kmap, part, out)
+
+    pending = [_tile_workers.pool.submit(run, tiles[a:a + share]) for a in range(share, len(tiles), share)]
+    _conv_tiles(x, weights, kmap, tiles[:share], out)
+    for job in pending:
+        job.result()
+    return out
+
+
+def _conv_tiles(x: Tensor, weights: Tensor, kmap: KernelMap, tiles: list, out: Tensor) -> None:
+    """The convolution's output rows of ``tiles``, written into ``out``."""
     cin, cout = weights.shape[1], weights.shape[2]
     center = kmap.center
-    out = x.new_empty(kmap.num_out, cout)
     gather, product = _buffers(TILE_PAIRS + kmap.volume, cin, cout, like=x)
-    for tile in kmap.tiles(TILE_PAIRS):
+    for tile in tiles:
         n = tile.num_pairs
         if n:
             g = torch.index_select(x, 0, tile.in32, out=gather[:n])
@@ -82,7 +110,35 @@ def _gather_mm_scatter(x: Tensor, weights: Tensor, kmap: KernelMap) -> Tensor:
             out[tile.start:tile.stop] = summed
         else:
             torch.addmm(summed, x[tile.start:tile.stop], weights[center], out=out[tile.start:tile.stop])
-    return out
+
+
+class _TileWorkers:
+    """The threads that share a CPU convolution's tiles (see :func:`set_tile_workers`)."""
+
+    def __init__(self) -> None:
+        self.count = 1
+        self.pool: ThreadPoolExecutor | None = None
+
+
+_tile_workers = _TileWorkers()
+
+
+def set_tile_workers(count: int) -> None:
+    """Share each CPU convolution's tiles out to ``count`` threads (1: the caller alone).
+
+    Give torch one intra-op thread (``torch.set_num_threads(1)``) when using this: the tiles
+    then run in parallel while every op inside runs single-threaded. That avoids the wake-up of
+    OpenMP's threads at each of the thousands of small ops per forward, which with
+    ``OMP_WAIT_POLICY=PASSIVE`` made 2 intra-op threads slower than one (``ssen bench sparse``).
+    The weight gradient (training) stays in the calling thread.
+    """
+    if count < 1:
+        raise ValueError(f"tile workers must be >= 1, got {count}")
+    if count != _tile_workers.count:
+        if _tile_workers.pool is not None:
+            _tile_workers.pool.shutdown()
+        _tile_workers.pool = ThreadPoolExecutor(count - 1, thread_name_prefix="ssen-tiles") if count > 1 else None
+        _tile_workers.count = count
 
 
 def _weight_grad(x: Tensor, grad: Tensor, kmap: KernelMap, shape: torch.Size) -> Tensor:
