@@ -5,8 +5,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 source scripts/env.sh
-if [ ! -f ssen_ros/cli/demo.py ]; then
-  echo "scripts/demo.sh: set-up is complete; the demo itself (ssen_ros/cli/demo.py) is not written yet."
-  exit 0
-fi
 exec ssen demo "$@"
