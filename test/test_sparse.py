@@ -205,7 +205,7 @@ def test_tile_workers_give_the_same_results_and_gradients(monkeypatch):
         for workers in (1, 3):
             net = copy.deepcopy(pristine)  # training mode moves BatchNorm's running statistics
             use_cpu_threads(workers, "torch")
-            assert torch.get_num_threads() == 1 and tb._tile_workers.count == workers
+            assert torch.get_num_threads() == 1 and tb.tile_workers() == workers
             with torch.inference_mode():
                 inferred = net.eval()(SparseTensor(x, c)).features.clone()
             xi = x.clone().requires_grad_()

@@ -38,9 +38,13 @@ def peak_rss_mb() -> float:
 
 
 def machine_line() -> str:
-    """One line naming the machine, Python, torch and thread count, for result files."""
+    """One line naming the machine, Python, torch and thread counts, for result files."""
+    from ssen_ros.sparse.torch_backend import tile_workers
+
     return (f"{platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+            f"torch {torch.__version__}, {torch.get_num_threads()} torch intra-op thread(s), "
+            f"{tile_workers()} tile worker(s) in the torch backend, "
+            f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}")
 
 
 def write_results(name: str, title: str, body: str) -> Path:

@@ -35,7 +35,7 @@ from ssen_ros.sparse.kernel_map import KernelMap
 from ssen_ros.sparse.tensor import SparseTensor, cat
 
 __all__ = ["Convolution", "ConvolutionTranspose", "BatchNorm", "ReLU", "cat", "add_", "conv", "conv_tr",
-           "batch_norm", "relu", "to_native", "from_native", "kernel_conv", "set_tile_workers"]
+           "batch_norm", "relu", "to_native", "from_native", "kernel_conv", "set_tile_workers", "tile_workers"]
 
 TILE_PAIRS = 16384
 """Pairs per tile, the same for every layer so each kernel map is tiled once. Larger tiles
@@ -121,6 +121,11 @@ class _TileWorkers:
 
 
 _tile_workers = _TileWorkers()
+
+
+def tile_workers() -> int:
+    """How many threads share a CPU convolution's tiles."""
+    return _tile_workers.count
 
 
 def set_tile_workers(count: int) -> None:
