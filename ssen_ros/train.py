@@ -29,7 +29,7 @@ from ssen_ros.classes import BACKGROUND_CLASSES, IGNORE_LABEL, class_ids
 from ssen_ros.config import TrainConfig, to_dict
 from ssen_ros.data.dataset import collate, find_scenes, load_scene, make_sample
 from ssen_ros.loss import ssen_loss
-from ssen_ros.sparse import SparseTensor
+from ssen_ros.sparse import SparseTensor, use_cpu_threads
 
 log = logging.getLogger("ssen_ros")
 
@@ -75,6 +75,8 @@ class Trainer:
         self.rank, self.world = _rank_world()
         self.device = device or torch.device(
             f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cpu":  # as the Segmenter, so validating changes nothing
+            use_cpu_threads(0, "torch")
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng([config.seed, self.rank])
         self.scenes = [load_scene(p) for p in find_scenes(Path(config.data) / "train")]
