@@ -333,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds (median)")
     parser.add_argument("--train-rounds", type=int, default=3, help="rounds for the training step")
     parser.add_argument("--threads", type=int, nargs="+", default=[2], help="thread counts, one section each")
-    parser.add_argument("--omp-wait-policy", choices=("passive", "active", "default"), default="passive",
-                        help="OMP_WAIT_POLICY of every worker (passive: idle threads sleep, not spin)")
+    parser.add_argument("--omp-wait-policy", nargs="+", choices=("passive", "active", "default"),
+                        default=["passive"], help="OMP_WAIT_POLICY of every worker (passive: idle threads "
+                        "sleep, not spin; default: libgomp spins a while), one section each")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--serve", nargs=2, metavar=("BACKEND", "TASK"), help=argparse.SUPPRESS)
@@ -349,17 +350,19 @@ def main(argv: list[str] | None = None) -> int:
     pairs = KernelMaps(coords).submanifold(1, 3).num_pairs
     skipped = {b: why for b in args.backends if (why := _available(b))}
     sections = []
-    for threads in args.threads:
-        start, load = time.perf_counter(), os.getloadavg()[0]
-        results: dict = {}
-        for task in args.tasks:
-            rounds = args.train_rounds if task == "train" else args.rounds
-            results.update(_measure(task, [b for b in args.backends if b not in skipped], rounds, threads,
-                                    args.omp_wait_policy))
-        sections.append(f"## {threads} thread{'s' if threads > 1 else ''}\n\n" + _report(
-            results, skipped, args.rounds, threads, args.omp_wait_policy, len(coords), pairs,
-            time.perf_counter() - start) + f"\n\nLoad average (1 min) of the machine: {load:.2f} before this "
-            f"section, {os.getloadavg()[0]:.2f} after; on 2 cores, above 1 means other work competed.")
+    for policy in args.omp_wait_policy:
+        for threads in args.threads:
+            start, load = time.perf_counter(), os.getloadavg()[0]
+            results: dict = {}
+            for task in args.tasks:
+                rounds = args.train_rounds if task == "train" else args.rounds
+                results.update(_measure(task, [b for b in args.backends if b not in skipped], rounds, threads,
+                                        policy))
+            sections.append(f"## {threads} thread{'s' if threads > 1 else ''}, OMP_WAIT_POLICY {policy}\n\n"
+                            + _report(results, skipped, args.rounds, threads, policy, len(coords), pairs,
+                                      time.perf_counter() - start)
+                            + f"\n\nLoad average (1 min) of the machine: {load:.2f} before this section, "
+                            f"{os.getloadavg()[0]:.2f} after; on 2 cores, above 1 means other work competed.")
     body = "\n\n".join(sections)
     path = write_results("sparse", "Sparse convolution backends", body)
     print(body)
