@@ -8,9 +8,9 @@ Two methods, chosen by ``ClusterConfig.method``:
   ``min_cluster_size`` and ``min_samples`` scaled by the sampling fraction, then every embedding
   takes the cluster of its nearest sampled cluster member (KD-tree), or stays unclaimed if none
   lies within ``assign_radius`` (sampled members with fewer than the scaled ``min_cluster_size``
-  sampled members within that radius are strays and assign nothing). Trained embeddings are tight balls of radius ~delta_pull whose
-  means are >= 2*delta_push apart (eqs. 2 and 4), so a sample shows every cluster that it hits
-  a few times, and the assignment is near-linear in N. Instances too small to be hit often
+  sampled members within that radius are strays and assign nothing). Trained embeddings are
+  tight balls of radius ~delta_pull whose means are >= 2*delta_push apart (eqs. 2 and 4), so a
+  sample shows every cluster that it hits a few times, and the assignment is near-linear in N. Instances too small to be hit often
   enough are far from every sampled cluster, so they stay unclaimed; up to ``MAX_ROUNDS`` - 1
   more rounds cluster a sample of the unclaimed embeddings the same way (with the scaling
   fraction of that remainder), unless a round finds nothing or clustered all that was left.
@@ -84,8 +84,8 @@ class EmbeddingClusterer:
             members = _dense_members(x[sample], sample_labels, smallest, cfg.assign_radius)
             if not members.any():
                 break
-            dist, nearest = cKDTree(x[sample[members]]).query(x[pending], k=1,
-                                                              distance_upper_bound=cfg.assign_radius, workers=-1)
+            dist, nearest = cKDTree(x[sample[members]]).query(
+                x[pending], k=1, distance_upper_bound=cfg.assign_radius, workers=-1)
             claimed = np.isfinite(dist)
             labels[pending[claimed]] = found + sample_labels[members][nearest[claimed]]
             found += int(sample_labels.max()) + 1
@@ -109,7 +109,8 @@ def _dense_members(x: np.ndarray, labels: np.ndarray, smallest: int, radius: flo
     return clustered
 
 
-def _hdbscan(x: np.ndarray, min_cluster_size: int, min_samples: int, allow_single: bool = True) -> np.ndarray:
+def _hdbscan(x: np.ndarray, min_cluster_size: int, min_samples: int,
+             allow_single: bool = True) -> np.ndarray:
     model = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
                             allow_single_cluster=allow_single)
     return model.fit_predict(x).astype(np.int64)

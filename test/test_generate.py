@@ -57,7 +57,8 @@ def test_cli_generate_then_evaluate_ground_truth_scores_one(tmp_path, capsys):
                  "--preview"]) == 0
     assert (out / "test.txt").read_text().split() == ["synth20000_00", "synth20001_00"]
     assert (out / "previews" / "synth20001_00.png").is_file()
-    assert ssen(["generate", str(out), "--split", "test", "--count", "1", "--start", "2", "--spacing", "0.1"]) == 0
+    assert ssen(["generate", str(out), "--split", "test", "--count", "1", "--start", "2",
+                 "--spacing", "0.1"]) == 0
     assert (out / "test.txt").read_text().split() == ["synth20000_00", "synth20001_00", "synth20002_00"]
     shutil.rmtree(out / "synth20002_00")
     for name in ("synth20000_00", "synth20001_00"):

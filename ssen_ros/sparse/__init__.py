@@ -20,7 +20,8 @@ from ssen_ros.sparse.kernel_map import CoordinateError, KernelMap, KernelMaps, k
 from ssen_ros.sparse.tensor import SparseTensor, cat, to_points
 
 __all__ = ["SparseTensor", "KernelMaps", "KernelMap", "CoordinateError", "cat", "to_points",
-           "kernel_offsets", "BACKENDS", "minkowski_available", "resolve_backend", "get_backend", "use_cpu_threads"]
+           "kernel_offsets", "BACKENDS", "minkowski_available", "resolve_backend", "get_backend",
+           "use_cpu_threads"]
 
 BACKENDS = ("auto", "torch", "minkowski")
 

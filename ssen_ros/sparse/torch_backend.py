@@ -142,7 +142,8 @@ def set_tile_workers(count: int) -> None:
     if count != _tile_workers.count:
         if _tile_workers.pool is not None:
             _tile_workers.pool.shutdown()
-        _tile_workers.pool = ThreadPoolExecutor(count - 1, thread_name_prefix="ssen-tiles") if count > 1 else None
+        _tile_workers.pool = (ThreadPoolExecutor(count - 1, thread_name_prefix="ssen-tiles")
+                              if count > 1 else None)
         _tile_workers.count = count
 
 
