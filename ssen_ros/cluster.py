@@ -104,8 +104,11 @@ def _dense_members(x: np.ndarray, labels: np.ndarray, smallest: int, radius: flo
     """
     clustered = labels >= 0
     if clustered.any():
-        near = cKDTree(x[clustered]).query_ball_point(x[clustered], radius, return_length=True, workers=-1)
-        clustered[clustered] = near >= smallest
+        # the smallest-th nearest (self included) within radius <=> at least smallest within it;
+        # 3-4x faster than counting every neighbour (query_ball_point) inside large clusters
+        kth, _ = cKDTree(x[clustered]).query(x[clustered], k=[smallest], workers=-1,
+                                             distance_upper_bound=np.nextafter(radius, np.inf))
+        clustered[clustered] = np.isfinite(kth[:, 0])
     return clustered
 
 
