@@ -54,6 +54,12 @@ class CloudPlayer(Node):
             rclpy.spin_once(self, timeout_sec=0.05)
         return True
 
+    def spin_for(self, seconds: float) -> None:
+        """Serve DDS for ``seconds``, or until the context is shut down (SIGINT, SIGTERM)."""
+        end = time.monotonic() + seconds
+        while rclpy.ok() and time.monotonic() < end:
+            rclpy.spin_once(self, timeout_sec=min(0.1, max(0.0, end - time.monotonic())))
+
     def publish(self) -> PointCloud2:
         """Publish the cloud stamped with the current ROS time; returns the message sent."""
         self.message.header.stamp = self.get_clock().now().to_msg()
@@ -87,12 +93,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "publishing anyway")
         for k in range(args.count):
             if k:
-                time.sleep(1.0 / args.rate)
+                player.spin_for(1.0 / args.rate)
+            if not rclpy.ok():  # SIGINT/SIGTERM shut the context down while waiting
+                break
             player.publish()
             log.info(f"published {len(cloud)} points from {args.cloud} on {player.publisher.topic_name}")
-        end = float("inf") if args.linger < 0 else time.monotonic() + args.linger
-        while time.monotonic() < end:
-            rclpy.spin_once(player, timeout_sec=0.1)
+        player.spin_for(float("inf") if args.linger < 0 else args.linger)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
