@@ -566,12 +566,11 @@ def test_player_publishes_a_cloud_file_that_the_node_segments(node, ros_side, ro
     assert player.returncode == 0 and "Traceback" not in err, err
 
 
-
 @pytest.mark.ros
 def test_player_stopped_between_publications_exits_cleanly(ros_python, tmp_path):
     from ssen_ros.io.ply import write_ply
     write_ply(tmp_path / "room.ply", synthetic_room(500, seed=12))
-    # started as `cmd &` from a script starts it: SIGINT ignored, so Python raises no
+    # started the way `cmd &` in a script starts it: SIGINT ignored, so Python raises no
     # KeyboardInterrupt and only rclpy's handler (shutting the context down) sees the signal
     argv = [str(tmp_path / "room.ply"), "--wait", "0.5", "--count", "60", "--rate", "0.1", "--linger", "-1"]
     player = ros_python("-c", "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
@@ -586,6 +585,7 @@ def test_player_stopped_between_publications_exits_cleanly(ros_python, tmp_path)
     player.send_signal(signal.SIGINT)
     _, err = player.communicate(timeout=30)
     assert player.returncode == 0 and "Traceback" not in err, err
+
 
 def _value(v) -> ParameterValue:
     if isinstance(v, bool):
