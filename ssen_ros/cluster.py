@@ -15,6 +15,15 @@ Two methods, chosen by ``ClusterConfig.method``:
   more rounds cluster a sample of the unclaimed embeddings the same way (with the scaling
   fraction of that remainder), unless a round finds nothing or clustered all that was left.
   Finally clusters smaller than ``min_cluster_size`` become noise, as in ``exact``.
+  'fast' takes this path also when every embedding fits in one sample, so noise near a cluster
+  is claimed the same way in small rooms as in large maps.
+- ``fast`` also splits chained clusters (``split_distance``): HDBSCAN's excess-of-mass
+  selection sometimes keeps two touching instances (two cabinets side by side) as one cluster
+  although their embeddings form two groups. The loss pushes instance means 2*delta_push = 1.0
+  apart (eq. 2) and pulls points within delta_pull = 0.1 of their mean (eq. 4), so each selected
+  cluster is cut into its leaves in HDBSCAN's condensed tree, leaves whose means lie within
+  ``split_distance`` of each other are joined again (single linkage: sub-modes of one instance),
+  and what stays apart becomes separate clusters.
 
 The ``hdbscan`` package is the reference implementation the authors used; scipy's cKDTree does
 the nearest-neighbour assignment.
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import hdbscan
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial import cKDTree
 
 from ssen_ros.config import ClusterConfig
@@ -56,7 +66,7 @@ class EmbeddingClusterer:
         min_samples = cfg.min_samples or cfg.min_cluster_size
         if n < cfg.min_cluster_size:
             return np.full(n, -1, dtype=np.int64)
-        if cfg.method == "exact" or n <= cfg.sample_size:
+        if cfg.method == "exact":
             labels = _hdbscan(x, cfg.min_cluster_size, min_samples)
         else:
             labels = self._sample_and_assign(x, min_samples)
@@ -80,7 +90,7 @@ class EmbeddingClusterer:
             # so a single cluster there is not allowed (it would sweep the noise together).
             smallest = max(5, round(cfg.min_cluster_size * fraction))
             sample_labels = _hdbscan(x[sample], smallest, max(2, round(min_samples * fraction)),
-                                     allow_single=round_ == 0)
+                                     allow_single=round_ == 0, split_distance=cfg.split_distance)
             members = _dense_members(x[sample], sample_labels, smallest, cfg.assign_radius)
             if not members.any():
                 break
@@ -113,10 +123,53 @@ def _dense_members(x: np.ndarray, labels: np.ndarray, smallest: int, radius: flo
 
 
 def _hdbscan(x: np.ndarray, min_cluster_size: int, min_samples: int,
-             allow_single: bool = True) -> np.ndarray:
+             allow_single: bool = True, split_distance: float = 0.0) -> np.ndarray:
+    """HDBSCAN labels (excess of mass); with ``split_distance`` > 0, chained clusters are split."""
     model = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
                             allow_single_cluster=allow_single)
-    return model.fit_predict(x).astype(np.int64)
+    labels = model.fit_predict(x).astype(np.int64)
+    if split_distance > 0 and labels.max() >= 0:
+        leaves = _leaf_labels(model.condensed_tree_.to_numpy(), len(x))
+        labels = _split_chained(x, labels, leaves, split_distance)
+    return labels
+
+
+def _leaf_labels(tree: np.ndarray, n: int) -> np.ndarray:
+    """Each point's leaf cluster in HDBSCAN's condensed tree (what 'leaf' selection would pick);
+    -1 for points that left the tree at an inner cluster."""
+    is_cluster = tree["child_size"] > 1
+    inner = np.unique(tree["parent"][is_cluster])
+    points = tree[~is_cluster]
+    at_leaf = ~np.isin(points["parent"], inner)
+    leaves = np.full(n, -1, dtype=np.int64)
+    leaves[points["child"][at_leaf]] = points["parent"][at_leaf]
+    return leaves
+
+
+def _split_chained(x: np.ndarray, labels: np.ndarray, leaves: np.ndarray, distance: float) -> np.ndarray:
+    """Split each cluster into groups of its leaves whose means chain within ``distance``;
+    members outside every leaf join the group of their nearest leaf member."""
+    out = labels.copy()
+    next_id = int(labels.max()) + 1
+    for k in range(int(labels.max()) + 1):
+        members = np.flatnonzero(labels == k)
+        in_leaf = leaves[members] >= 0
+        ids, leaf_of = np.unique(leaves[members][in_leaf], return_inverse=True)
+        if len(ids) < 2:
+            continue
+        means = np.stack([np.bincount(leaf_of, weights=col, minlength=len(ids)) for col in x[members][in_leaf].T], 1)
+        means /= np.bincount(leaf_of, minlength=len(ids))[:, None]
+        group_of_leaf = fcluster(linkage(means, "single"), distance, "distance") - 1
+        if group_of_leaf.max() == 0:
+            continue
+        group = np.empty(len(members), dtype=np.int64)
+        group[in_leaf] = group_of_leaf[leaf_of]
+        if not in_leaf.all():
+            _, nearest = cKDTree(x[members[in_leaf]]).query(x[members[~in_leaf]])
+            group[~in_leaf] = group[in_leaf][nearest]
+        out[members] = np.where(group == 0, k, next_id + group - 1)
+        next_id += int(group_of_leaf.max())
+    return out
 
 
 def _drop_small_and_renumber(labels: np.ndarray, min_size: int) -> np.ndarray:

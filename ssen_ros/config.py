@@ -53,6 +53,10 @@ class ClusterConfig:
     every sample seed tried (+0.019 on average; 6000: 0.010 below; benchmarks/cluster.md)."""
     assign_radius: float = 0.3
     """'fast' only: an embedding farther than this from every cluster's sampled members is noise."""
+    split_distance: float = 0.7
+    """'fast' only: a cluster whose HDBSCAN leaf sub-clusters have embedding means farther apart than
+    this is split (the loss pushes instance means 1.0 apart, eq. 2); 0 never splits. 0.7-0.9 gave
+    the best AP on 40 validation rooms (benchmarks/cluster.md)."""
     seed: int = 0
     """'fast' only: seed of the sample, so results repeat."""
 
@@ -85,6 +89,10 @@ class SegmenterConfig:
     """Larger clouds are rejected with an error rather than risking the robot's memory."""
     min_instance_points: int = 1
     """Instances with fewer input points than this are dropped."""
+    score_half_area: float = 0.25
+    """Square metres of surface at which an instance's score is half its class probability:
+    score = probability x A / (A + score_half_area), so fragments rank below whole objects
+    (``ssen_ros.instances``); 0: the class probability alone."""
     tile_size: float = 8.0
     """Large maps are segmented in square xy tiles of at most this edge in metres, to bound
     memory (``ssen_ros.tiling``); a cloud whose xy extent fits one tile plus its margins is

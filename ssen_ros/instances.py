@@ -1,8 +1,12 @@
 """Instance records: from clusters to objects with a class, a score and boxes (paper §III-B).
 
 The authors' code does not say how a cluster gets its class and confidence (FACTS §2). We use
-the majority vote of the semantic network's per-voxel predictions inside the cluster, and as
-score the mean softmax probability of that class over the cluster's voxels.
+the majority vote of the semantic network's per-voxel predictions inside the cluster. The score
+is the mean softmax probability of that class over the cluster's voxels, times a size
+confidence A / (A + half_area), A the cluster's surface (voxels x voxel area): a fragment of an
+object, or a speck of noise that formed a cluster, ranks below whole objects of the same class
+confidence. Measured on 40 validation rooms: AP50 0.800 -> 0.829 (half_area 0.25 m^2; any of
+1-30 times the minimum cluster size gave 0.823-0.829).
 Boxes are in the frame of the input points: an axis-aligned box, and an oriented box whose yaw
 is the minimum-area rectangle of the footprint (rotating calipers on the xy convex hull), with
 z extents from the points; objects stand on the floor, so yaw about z is the freedom that
@@ -69,11 +73,12 @@ def footprint_rectangle(xy: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
 
 
 def make_instances(points: np.ndarray, point_instance: np.ndarray, voxel_instance: np.ndarray,
-                   voxel_probs: np.ndarray) -> list[Instance]:
+                   voxel_probs: np.ndarray, voxel_area: float = 0.0, half_area: float = 0.0) -> list[Instance]:
     """Records for clusters 0..K-1.
 
     ``points`` (N,3) and ``point_instance`` (N,) give the geometry; ``voxel_instance`` (M,) and
-    the semantic softmax ``voxel_probs`` (M, C) give class and score.
+    the semantic softmax ``voxel_probs`` (M, C) give class and score; a cluster of area
+    ``half_area`` (m^2, voxel count x ``voxel_area``) has its score halved (0: no size factor).
     """
     num = int(max(point_instance.max(initial=-1), voxel_instance.max(initial=-1))) + 1
     predicted = voxel_probs.argmax(1)
@@ -88,7 +93,9 @@ def make_instances(points: np.ndarray, point_instance: np.ndarray, voxel_instanc
         if len(idx) == 0:
             continue
         cls = int(votes[k].argmax())
-        score = float(voxel_probs[voxel_instance == k, cls].mean())
+        in_k = voxel_instance == k
+        area = in_k.sum() * voxel_area
+        score = float(voxel_probs[in_k, cls].mean()) * (area / (area + half_area) if half_area > 0 else 1.0)
         records.append(instance_record(k, points[idx], cls, score))
     return records
 

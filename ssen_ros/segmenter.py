@@ -176,7 +176,8 @@ class Segmenter:
             voxel_instance[fg] = self.clusterer.fit_predict(emb)
         with stage("instances"):
             point_instance = voxel_instance[vox.inverse]
-            records = make_instances(pts, point_instance, voxel_instance, probs)
+            records = make_instances(pts, point_instance, voxel_instance, probs, self.voxel_size ** 2,
+                                     self.config.score_half_area)
             small = [r.id for r in records if r.point_count < self.config.min_instance_points]
             point_instance[np.isin(point_instance, small)] = -1
             records = [r for r in records if r.id not in small]

@@ -1,4 +1,6 @@
 """Clustering: 'fast' agrees with 'exact' HDBSCAN on embeddings shaped like trained SSEN output."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
@@ -75,3 +77,30 @@ def test_bad_settings_and_shapes_are_named():
         EmbeddingClusterer(ClusterConfig(method="kmeans"))
     with pytest.raises(ValueError, match=r"\(N, d\)"):
         EmbeddingClusterer().fit_predict(np.zeros(10))
+
+
+def bridged_pair(bridge_points: int, gap: float, seed: int = 0, d: int = 8, n: int = 1500):
+    """Two instances' embeddings ``gap`` apart, the space between them filled by a bridge of
+    embeddings (voxels where two touching objects meet), as HDBSCAN sees touching cabinets."""
+    rng = np.random.default_rng(seed)
+    a, b = np.zeros(d), np.r_[gap, np.zeros(d - 1)]
+    bridge = a + np.linspace(0.1, 0.9, bridge_points)[:, None] * (b - a) + rng.normal(0, 0.03, (bridge_points, d))
+    return np.concatenate([a + rng.normal(0, 0.05, (n, d)), b + rng.normal(0, 0.05, (n, d)), bridge])
+
+
+@pytest.mark.parametrize("bridge_points", [50, 200])
+def test_chained_instances_are_split_at_split_distance(bridge_points):
+    x = bridged_pair(bridge_points, gap=1.0)
+    cfg = ClusterConfig(min_cluster_size=100, min_samples=10, split_distance=0.0)
+    chained = EmbeddingClusterer(cfg).fit_predict(x)
+    assert chained.max() == 0  # excess of mass keeps the pair as one cluster
+    split = EmbeddingClusterer(replace(cfg, split_distance=0.7)).fit_predict(x)
+    first, second = split[:1500], split[1500:3000]
+    assert split.max() == 1 and len(set(first)) == 1 and len(set(second)) == 1 and first[0] != second[0]
+    assert (split[3000:] >= 0).all()  # bridge embeddings join one side or the other
+
+
+def test_sub_modes_of_one_instance_closer_than_split_distance_stay_together():
+    x = bridged_pair(0, gap=0.2)
+    labels = EmbeddingClusterer(ClusterConfig(min_cluster_size=100, min_samples=10)).fit_predict(x)
+    assert labels.max() == 0 and (labels == 0).mean() > 0.99

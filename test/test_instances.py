@@ -53,3 +53,15 @@ def test_records_take_majority_class_and_mean_probability():
     assert (a.point_count, b.point_count) == (95, 50)
     assert b.centroid == pytest.approx(pts[100:].mean(0))
     assert b.aabb_size == pytest.approx(np.ptp(pts[100:], 0))
+
+
+def test_score_is_halved_at_half_area():
+    pts = np.zeros((5, 3))
+    point_instance = np.array([0, 1, 1, 1, 1])
+    voxel_instance = np.array([0, 1, 1, 1, 1])
+    probs = np.pad(np.full((5, 1), 0.8), ((0, 0), (4, 15)))  # every voxel: chair, p = 0.8
+    small, large = make_instances(pts, point_instance, voxel_instance, probs, voxel_area=0.25, half_area=0.25)
+    assert small.score == pytest.approx(0.8 * 0.5)        # 1 voxel of 0.25 m^2
+    assert large.score == pytest.approx(0.8 * 1.0 / 1.25)  # 4 voxels, 1 m^2
+    plain = make_instances(pts, point_instance, voxel_instance, probs)
+    assert [r.score for r in plain] == pytest.approx([0.8, 0.8])

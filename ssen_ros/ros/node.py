@@ -85,7 +85,9 @@ FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "segmenter.voxel_size": (0.0, 1.0),
     "segmenter.tile_size": (0.0, 1000.0),
     "segmenter.tile_overlap": (0.0, 100.0),
+    "segmenter.score_half_area": (0.0, 1000.0),
     "segmenter.cluster.assign_radius": (0.0, 100.0),
+    "segmenter.cluster.split_distance": (0.0, 100.0),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "reliability": ("reliable", "best_effort"),
