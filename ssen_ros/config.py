@@ -139,6 +139,21 @@ class AugmentConfig:
 
 
 @dataclass
+class HeadRefitConfig:
+    """Classifier re-training after the last step: the semantic network's final layer is fitted
+    again on the frozen network's features with rare classes weighted up (Kang et al., ICLR 2020;
+    ``ssen_ros.head_refit``). Not in the paper's recipe."""
+
+    steps: int = 0
+    """Full-batch Adam steps; 0 skips the re-fit."""
+    alpha: float = 0.25
+    """Class weights are (class frequency)^-alpha: 0 keeps the data's balance, 1 weighs classes equally."""
+    lr: float = 1e-2
+    voxels_per_class: int = 1000
+    """Per training scene, at most this many voxels of each class are used (the weights correct for it)."""
+
+
+@dataclass
 class TrainConfig:
     """Training of both networks (``ssen train``); defaults are the paper's recipe."""
 
@@ -167,6 +182,7 @@ class TrainConfig:
     num_workers: int = 0
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    head_refit: HeadRefitConfig = field(default_factory=HeadRefitConfig)
 
 
 def _is_dataclass_type(tp: Any) -> bool:

@@ -7,6 +7,8 @@ Per step, on a batch of scenes:
   ground-truth foreground, ground-truth foreground only, or predicted foreground only;
 - Adam (lr 1e-4), lr x0.8 every 10k steps, gradient norm clipped at 0.5 (the paper's recipe,
   ``config/train_paper.yaml``).
+After the last step, ``head_refit`` optionally fits the semantic network's final layer again
+with rare classes weighted up (``ssen_ros.head_refit``).
 A NaN loss stops training with an error; the last good checkpoint stays on disk.
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ssen_ros import checkpoint
 from ssen_ros.classes import BACKGROUND_CLASSES, IGNORE_LABEL, class_ids
 from ssen_ros.config import TrainConfig, to_dict
 from ssen_ros.data.dataset import collate, find_scenes, load_scene, make_sample
+from ssen_ros.head_refit import refit_semantic_head
 from ssen_ros.loss import ssen_loss
 from ssen_ros.sparse import SparseTensor, use_cpu_threads
 
@@ -110,7 +113,10 @@ class Trainer:
             getattr(net, "module", net).load_state_dict({k: v.float() if v.is_floating_point() else v
                                                          for k, v in blob[key].items()})
         meta = blob["meta"]
-        self.optimizer.load_state_dict(meta["optimizer"])
+        if "optimizer" in meta:
+            self.optimizer.load_state_dict(meta["optimizer"])
+        else:  # exported weights (ssen train --export) keep no optimizer state
+            log.warning("%s holds no optimizer state: Adam starts afresh", path)
         self.step = int(meta["step"])
         # The lr follows this run's config at the resumed step (so a schedule may be extended).
         self.schedule.last_epoch = self.step
@@ -229,6 +235,9 @@ def train(config: TrainConfig, resume: Optional[Path] = None) -> Path:
     bar.close()
     if dist.is_initialized():
         check_in_sync(trainer)
+    if config.head_refit.steps and trainer.rank == 0:
+        refit_semantic_head(getattr(trainer.semantic, "module", trainer.semantic), trainer.scenes, config,
+                            trainer.rng, trainer.device)
     trainer.save(out / "final.pt")
     if dist.is_initialized():
         dist.barrier()

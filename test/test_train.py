@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
-from ssen_ros import train as train_module
+from ssen_ros import head_refit, train as train_module
+from ssen_ros.checkpoint import export
 from ssen_ros.config import TrainConfig, from_dict
 from ssen_ros.data.dataset import DatasetError, find_scenes
 from ssen_ros.io.scannet import write_scannet_scene
@@ -133,3 +135,35 @@ def test_two_cpu_processes_stay_in_sync(dataset, tmp_path):
                             capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "weights identical on all 2 processes" in result.stderr
+
+
+def test_class_weights_follow_frequency_to_the_minus_alpha():
+    counts = np.array([900, 100, 0])
+    assert head_refit.class_weights(counts, 0.0).tolist() == [1.0, 1.0, 0.0]
+    w = head_refit.class_weights(counts, 1.0)
+    assert w[0] * 900 == pytest.approx(w[1] * 100) and w[2] == 0  # each class weighs the same
+    assert (w * counts).sum() == pytest.approx(counts.sum())  # mean weight per voxel is 1
+    w = head_refit.class_weights(counts, 0.5)
+    assert w[1] / w[0] == pytest.approx(3.0)
+
+
+def test_head_refit_changes_only_the_final_layer_and_lowers_its_loss(dataset, tmp_path):
+    cfg = config(dataset, tmp_path / "run", head_refit={"steps": 30, "alpha": 1.0})
+    trainer = train_module.Trainer(cfg)
+    trainer.train_step(trainer.batch())
+    before = {k: v.clone() for k, v in trainer.semantic.state_dict().items()}
+    losses = head_refit.refit_semantic_head(trainer.semantic, trainer.scenes, cfg, trainer.rng, trainer.device)
+    assert losses["after"] < losses["before"]
+    changed = {k for k, v in trainer.semantic.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"final.kernel", "final.bias"}
+
+
+def test_exported_weights_resume_into_the_head_refit(dataset, tmp_path):
+    first = train_module.train(config(dataset, tmp_path / "a", val_every=0))
+    exported = export(first, tmp_path / "shipped.pt")
+    cfg = config(dataset, tmp_path / "b", val_every=0, head_refit={"steps": 20})
+    final = train_module.train(cfg, resume=exported)  # no optimizer state; no steps left to train
+    a, b = torch.load(exported, weights_only=False), torch.load(final, weights_only=False)
+    assert b["meta"]["step"] == 3
+    assert not torch.equal(a["semantic"]["final.kernel"].float(), b["semantic"]["final.kernel"].float())
+    assert torch.equal(a["semantic"]["conv0p1s1.kernel"].float(), b["semantic"]["conv0p1s1.kernel"].float())
