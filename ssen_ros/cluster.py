@@ -157,7 +157,8 @@ def _split_chained(x: np.ndarray, labels: np.ndarray, leaves: np.ndarray, distan
         ids, leaf_of = np.unique(leaves[members][in_leaf], return_inverse=True)
         if len(ids) < 2:
             continue
-        means = np.stack([np.bincount(leaf_of, weights=col, minlength=len(ids)) for col in x[members][in_leaf].T], 1)
+        means = np.stack([np.bincount(leaf_of, weights=col, minlength=len(ids))
+                          for col in x[members][in_leaf].T], 1)
         means /= np.bincount(leaf_of, minlength=len(ids))[:, None]
         group_of_leaf = fcluster(linkage(means, "single"), distance, "distance") - 1
         if group_of_leaf.max() == 0:

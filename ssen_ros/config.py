@@ -48,15 +48,15 @@ class ClusterConfig:
     min_samples: int = 0
     """HDBSCAN min_samples, scaled like min_cluster_size; 0 means equal to min_cluster_size."""
     sample_size: int = 10000
-    """'fast' only: how many embeddings HDBSCAN sees; fewer embeddings are clustered exactly.
-    10000 keeps 100k embeddings under 0.5 s on 2 cores, and the test-room AP above 'exact' for
-    every sample seed tried (+0.019 on average; 6000: 0.010 below; benchmarks/cluster.md)."""
+    """'fast' only: how many embeddings HDBSCAN sees (all of them when there are fewer). 10000
+    clusters 100k embeddings in 1/18 of exact HDBSCAN's time on 2 cores, with the test-room AP
+    above 'exact' for every sample seed tried (+0.032 on average; benchmarks/cluster.md)."""
     assign_radius: float = 0.3
     """'fast' only: an embedding farther than this from every cluster's sampled members is noise."""
     split_distance: float = 0.7
     """'fast' only: a cluster whose HDBSCAN leaf sub-clusters have embedding means farther apart than
     this is split (the loss pushes instance means 1.0 apart, eq. 2); 0 never splits. 0.7-0.9 gave
-    the best AP on 40 validation rooms (benchmarks/cluster.md)."""
+    the best AP on 40 validation rooms (0.5: 0.017 AP50 less; benchmarks/weights_val.md: off)."""
     seed: int = 0
     """'fast' only: seed of the sample, so results repeat."""
 

@@ -59,7 +59,8 @@ def collect_head_inputs(net: torch.nn.Module, scenes: Sequence[Scene], config: T
                 sample = make_sample(scene, config.voxel_size, rng, config.crop_size, config.augment,
                                      config.in_channels)
                 coords = np.concatenate([np.zeros((len(sample.coords), 1), np.int32), sample.coords], 1)
-                net(SparseTensor(torch.from_numpy(sample.features).to(device), torch.from_numpy(coords).to(device)))
+                net(SparseTensor(torch.from_numpy(sample.features).to(device),
+                                 torch.from_numpy(coords).to(device)))
                 feats = captured.pop().cpu()
                 for c in np.unique(sample.semantic[sample.semantic >= 0]):
                     idx = np.flatnonzero(sample.semantic == c)

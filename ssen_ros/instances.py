@@ -73,7 +73,8 @@ def footprint_rectangle(xy: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
 
 
 def make_instances(points: np.ndarray, point_instance: np.ndarray, voxel_instance: np.ndarray,
-                   voxel_probs: np.ndarray, voxel_area: float = 0.0, half_area: float = 0.0) -> list[Instance]:
+                   voxel_probs: np.ndarray, voxel_area: float = 0.0,
+                   half_area: float = 0.0) -> list[Instance]:
     """Records for clusters 0..K-1.
 
     ``points`` (N,3) and ``point_instance`` (N,) give the geometry; ``voxel_instance`` (M,) and

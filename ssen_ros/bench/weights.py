@@ -1,12 +1,18 @@
 """Scores of a weights file on the held-out synthetic test rooms: mIoU and ScanNet AP/AP50/AP25.
 
 ``ssen bench weights [--weights PATH] [--data data/rooms/test] [--limit N] [--tta N]`` runs the
-whole pipeline (``ssen_ros.scoring``) on each scene; writes ``benchmarks/weights.md``.
+whole pipeline (``ssen_ros.scoring``) on each scene with the default settings, with 'exact'
+clustering, and with each of the instance-stage choices turned off in turn (the chained-cluster
+split, the size factor of the score), so every choice's share shows in one run. Writes
+``benchmarks/weights.md``, or ``benchmarks/weights_NAME.md`` for another folder NAME (the
+validation rooms the choices were made on: ``--data data/rooms/val --limit 40``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
+from pathlib import Path
 
 from ssen_ros import checkpoint
 from ssen_ros.bench import write_results
@@ -24,24 +30,36 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tta", type=int, default=1)
     args = parser.parse_args(argv)
     scenes = find_scenes(args.data)[: args.limit]
+    base = SegmenterConfig(weights=args.weights, tta_rotations=args.tta)
+    runs = {
+        "fast (defaults)": base,
+        "exact": replace(base, cluster=ClusterConfig(method="exact")),
+        "fast, no chained-cluster split (split_distance 0)":
+            replace(base, cluster=ClusterConfig(split_distance=0.0)),
+        "fast, score without size factor (score_half_area 0)": replace(base, score_half_area=0.0),
+    }
     rows, tables = [], []
-    for method in ("fast", "exact"):
-        segmenter = Segmenter(SegmenterConfig(weights=args.weights, tta_rotations=args.tta,
-                                              cluster=ClusterConfig(method=method)))
+    for name, config in runs.items():
+        segmenter = Segmenter(config)
         scores = score_scenes(segmenter, scenes)
         s = scores.summary()
-        rows.append(f"| {method} | {s['mIoU']:.3f} | {s['AP']:.3f} | {s['AP50']:.3f} | {s['AP25']:.3f} "
+        rows.append(f"| {name} | {s['mIoU']:.3f} | {s['AP']:.3f} | {s['AP50']:.3f} | {s['AP25']:.3f} "
                     f"| {s['seconds_per_scene']:.2f} |")
-        tables.append(f"Per class, clustering `{method}`:\n\n```\n{scores.instance.table()}\n```")
+        if name in ("fast (defaults)", "exact"):
+            tables.append(f"Per class, `{name}`:\n\n```\n{scores.instance.table()}\n```")
     meta = segmenter.meta
     spec = segmenter.spec
     body = (f"Weights: `{checkpoint.resolve(args.weights).name}` ({spec.arch}, {spec.voxel_size} m voxels, "
             f"{spec.in_channels} input channels), trained {meta.get('step', '?')} steps with\n\n"
             f"```json\n{json.dumps(meta.get('train_config', {}), indent=1)}\n```\n\n"
-            f"Test scenes: {len(scenes)} held-out synthetic rooms from `{args.data}` (seeds 20000..), "
+            f"Scenes: the first {len(scenes)} synthetic rooms of `{args.data}`, "
             f"TTA rotations {args.tta}, whole pipeline on the CPU.\n\n"
-            "| clustering | mIoU | AP | AP50 | AP25 | s / scene |\n|---|---|---|---|---|---|\n"
+            "| configuration | mIoU | AP | AP50 | AP25 | s / scene |\n|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n\n" + "\n\n".join(tables))
     print(body)
-    write_results("weights", "Shipped weights on the held-out test rooms", body)
+    folder = Path(args.data).name
+    if folder == "test":
+        write_results("weights", "Shipped weights on the held-out test rooms", body)
+    else:
+        write_results(f"weights_{folder}", f"Shipped weights on the rooms of {args.data}", body)
     return 0
