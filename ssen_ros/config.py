@@ -56,7 +56,7 @@ class ClusterConfig:
     split_distance: float = 0.7
     """'fast' only: a cluster whose HDBSCAN leaf sub-clusters have embedding means farther apart than
     this is split (the loss pushes instance means 1.0 apart, eq. 2); 0 never splits. 0.7-0.9 gave
-    the best AP on 40 validation rooms (0.5: 0.017 AP50 less; benchmarks/weights_val.md: off)."""
+    the best AP on 40 validation rooms (0.5: 0.017 AP50 less); benchmarks/weights*.md show it off."""
     seed: int = 0
     """'fast' only: seed of the sample, so results repeat."""
 
