@@ -26,7 +26,7 @@ import torch
 
 from ssen_ros.classes import NUM_CLASSES
 from ssen_ros.config import TrainConfig
-from ssen_ros.data.dataset import Scene, make_sample
+from ssen_ros.data.dataset import Scene, collate, make_sample
 from ssen_ros.sparse import SparseTensor
 
 log = logging.getLogger("ssen_ros")
@@ -59,9 +59,8 @@ def collect_head_inputs(net: torch.nn.Module, scenes: Sequence[Scene], config: T
             for scene in scenes:
                 sample = make_sample(scene, config.voxel_size, rng, config.crop_size, config.augment,
                                      config.in_channels)
-                coords = np.concatenate([np.zeros((len(sample.coords), 1), np.int32), sample.coords], 1)
-                net(SparseTensor(torch.from_numpy(sample.features).to(device),
-                                 torch.from_numpy(coords).to(device)))
+                batch = collate([sample])
+                net(SparseTensor(batch["features"].to(device), batch["coords"].to(device)))
                 feats = captured.pop().cpu()
                 for c in np.unique(sample.semantic[sample.semantic >= 0]):
                     idx = np.flatnonzero(sample.semantic == c)
