@@ -47,12 +47,13 @@ def machine_line() -> str:
             f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}")
 
 
-def write_results(name: str, title: str, body: str) -> Path:
-    """Write ``benchmarks/{name}.md``: title, the command that produced it, the machine, body."""
+def write_results(name: str, title: str, body: str, suffix: str = "") -> Path:
+    """Write ``benchmarks/{name}{suffix}.md`` (``ssen bench name``'s results): title, the
+    command that produced it, the machine, body."""
     RESULTS_DIR.mkdir(exist_ok=True)
     command = " ".join(["ssen bench", name, *map(shlex.quote, sys.argv[3:])])
     text = (f"# {title}\n\nProduced by `{command}` on {time.strftime('%Y-%m-%d')}.\n\n"
             f"Machine: {machine_line()}.\n\n{body.rstrip()}\n")
-    path = RESULTS_DIR / f"{name}.md"
+    path = RESULTS_DIR / f"{name}{suffix}.md"
     path.write_text(text)
     return path

@@ -61,5 +61,5 @@ def main(argv: list[str]) -> int:
     if folder == "test":
         write_results("weights", "Shipped weights on the held-out test rooms", body)
     else:
-        write_results(f"weights_{folder}", f"Shipped weights on the rooms of {args.data}", body)
+        write_results("weights", f"Shipped weights on the rooms of {args.data}", body, suffix=f"_{folder}")
     return 0
