@@ -25,7 +25,10 @@ setup(
         "torch==2.13.0",
         "numpy",
         "scipy",
-        "hdbscan",
+        # ssen_ros.cluster builds HDBSCAN's tree from its own spanning tree with two of the
+        # package's internal functions (_hdbscan_linkage.label, hdbscan_._tree_to_labels), stable
+        # through 0.8.x; test_cluster.py checks them against the package's exact algorithm.
+        "hdbscan>=0.8.40,<0.9",
         "plyfile",
         "rosbags",
         "tqdm",

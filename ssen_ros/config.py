@@ -57,6 +57,10 @@ class ClusterConfig:
     """'fast' only: a cluster whose HDBSCAN leaf sub-clusters have embedding means farther apart than
     this is split (the loss pushes instance means 1.0 apart, eq. 2); 0 never splits. 0.7-0.9 gave
     the best AP on 40 validation rooms (0.5: 0.017 AP50 less); benchmarks/weights*.md show it off."""
+    neighbours: int = 8
+    """'fast' only: HDBSCAN's spanning tree is taken over each sampled embedding's this many
+    nearest neighbours (``ssen_ros.cluster._knn_single_linkage``); 0: the ``hdbscan`` package's
+    exact Boruvka tree, 2-3x slower on a 10k sample."""
     seed: int = 0
     """'fast' only: seed of the sample, so results repeat."""
 

@@ -1,8 +1,12 @@
 """Clustering: 'fast' agrees with 'exact' HDBSCAN on embeddings shaped like trained SSEN output."""
 from dataclasses import replace
 
+import hdbscan
 import numpy as np
 import pytest
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 from sklearn.metrics import adjusted_rand_score
 
 from ssen_ros import cluster
@@ -104,3 +108,26 @@ def test_sub_modes_of_one_instance_closer_than_split_distance_stay_together():
     x = bridged_pair(0, gap=0.2)
     labels = EmbeddingClusterer(ClusterConfig(min_cluster_size=100, min_samples=10)).fit_predict(x)
     assert labels.max() == 0 and (labels == 0).mean() > 0.99
+
+
+@pytest.mark.parametrize("min_samples", [1, 5, 10])
+def test_knn_tree_over_every_neighbour_is_hdbscans_exact_tree(min_samples):
+    """With the whole graph, the k-nearest-neighbour spanning tree is the exact one: the labels
+    equal the hdbscan package's exact ('generic') algorithm, noise included."""
+    x, _ = ssen_like_embeddings([150, 100, 60], seed=2, outliers=0.1)
+    exact = hdbscan.HDBSCAN(min_cluster_size=20, min_samples=min_samples, allow_single_cluster=True,
+                            algorithm="generic").fit_predict(x)
+    knn = cluster._hdbscan(x, 20, min_samples, neighbours=len(x))
+    assert np.array_equal(exact == -1, knn == -1)
+    assert adjusted_rand_score(exact, knn) == 1.0 and exact.max() == 2
+
+
+def test_knn_tree_with_disconnected_neighbour_graph_keeps_groups_apart():
+    """Far-apart instances share no neighbour edge at k = 3; the chained components still come
+    out as one cluster each."""
+    x, truth = ssen_like_embeddings([300, 300, 300, 300], seed=4, outliers=0.0)
+    _, nearest = cKDTree(x).query(x, k=4)
+    graph = coo_matrix((np.ones(3 * len(x)), (np.repeat(np.arange(len(x)), 3), nearest[:, 1:].ravel())))
+    assert connected_components(graph, directed=False)[0] == 4  # one component per instance
+    labels = cluster._hdbscan(x, 20, 3, allow_single=False, neighbours=3)
+    assert adjusted_rand_score(truth, labels) == 1.0

@@ -77,6 +77,7 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "segmenter.cluster.min_cluster_size": (2, 10_000_000),
     "segmenter.cluster.min_samples": (0, 10_000_000),
     "segmenter.cluster.sample_size": (100, 10_000_000),
+    "segmenter.cluster.neighbours": (0, 10_000),
     "segmenter.cluster.seed": (0, 2**31 - 1),
 }
 FLOAT_RANGES: dict[str, tuple[float, float]] = {
