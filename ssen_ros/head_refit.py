@@ -12,8 +12,8 @@ again by full-batch Adam on eval-mode features of one augmented pass over the tr
 with cross-entropy weighted by (class frequency)^-alpha: alpha 0 keeps the data's balance, 1
 weighs every class equally. A sweep on 40 validation rooms from the step-7500 weights (AP50 /
 mIoU, whole pipeline): no re-fit 0.829 / 0.772; alpha 0 0.843 / 0.772; 0.25 0.861 / 0.765;
-0.5 0.848 / 0.742; 1 0.821 / 0.660. Shipped with alpha 0.25: 100 test rooms AP50 0.770 -> 0.786,
-AP 0.638 -> 0.637, mIoU 0.750 -> 0.759; refrigerator AP50 0.00 -> 0.29.
+0.5 0.848 / 0.742; 1 0.821 / 0.660. With alpha 0.25 on the step-7500 weights: 100 test rooms
+AP50 0.770 -> 0.786, AP 0.638 -> 0.637, mIoU 0.750 -> 0.759; refrigerator AP50 0.00 -> 0.29.
 """
 from __future__ import annotations
 
