@@ -24,12 +24,11 @@ Two methods, chosen by ``ClusterConfig.method``:
   cluster is cut into its leaves in HDBSCAN's condensed tree, leaves whose means lie within
   ``split_distance`` of each other are joined again (single linkage: sub-modes of one instance),
   and what stays apart becomes separate clusters.
-
 - ``fast`` builds HDBSCAN's spanning tree over the k-nearest-neighbour graph of the sample
   (``neighbours``; :func:`_knn_single_linkage`: one KD-tree query and scipy's minimum spanning
   tree), then hands it to the ``hdbscan`` package's own condensing and excess-of-mass
-  selection. Exact when the graph holds the tree's edges, which only long edges between far
-  groups fall out of; 2.5x faster than the package's Boruvka tree on a 10k sample.
+  selection. The tree is exact wherever the graph holds its edges (only links between far-apart
+  groups can be missing); 2.5x faster than the package's Boruvka tree on a 10k sample.
 
 The ``hdbscan`` package is the reference implementation the authors used; scipy's cKDTree does
 the nearest-neighbour queries.
