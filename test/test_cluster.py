@@ -117,7 +117,7 @@ def test_knn_tree_over_every_neighbour_is_hdbscans_exact_tree(min_samples):
     x, _ = ssen_like_embeddings([150, 100, 60], seed=2, outliers=0.1)
     exact = hdbscan.HDBSCAN(min_cluster_size=20, min_samples=min_samples, allow_single_cluster=True,
                             algorithm="generic").fit_predict(x)
-    knn = cluster._hdbscan(x, 20, min_samples, neighbours=len(x))
+    knn = cluster._hdbscan(x, 20, min_samples, knn=cluster.nearest_neighbours(x, len(x)))
     assert np.array_equal(exact == -1, knn == -1)
     assert adjusted_rand_score(exact, knn) == 1.0 and exact.max() == 2
 
@@ -129,5 +129,19 @@ def test_knn_tree_with_disconnected_neighbour_graph_keeps_groups_apart():
     _, nearest = cKDTree(x).query(x, k=4)
     graph = coo_matrix((np.ones(3 * len(x)), (np.repeat(np.arange(len(x)), 3), nearest[:, 1:].ravel())))
     assert connected_components(graph, directed=False)[0] == 4  # one component per instance
-    labels = cluster._hdbscan(x, 20, 3, allow_single=False, neighbours=3)
+    labels = cluster._hdbscan(x, 20, 3, allow_single=False, knn=cluster.nearest_neighbours(x, 3))
     assert adjusted_rand_score(truth, labels) == 1.0
+
+
+@pytest.mark.parametrize("k", [3, 12, 40])
+def test_dense_members_decided_from_the_neighbour_lists_match_a_fresh_query(k):
+    """Each sample's neighbour list decides it, or leaves it to the KD-tree query when the list
+    lies within the radius but holds unclustered samples (the mixed ball); same result."""
+    x, truth = ssen_like_embeddings([400, 300, 60, 15], seed=5, outliers=0.2)
+    labels = np.where(truth >= 0, truth, np.arange(len(x)) % 4)  # outliers clustered as strays
+    labels[(truth == 1) & (np.arange(len(x)) % 2 == 0)] = -1  # half of one ball unclustered
+    knn = cluster.nearest_neighbours(x, k)
+    for smallest in (2, 10, k + 1):
+        queried = cluster._dense_members(x, labels, smallest, 0.3)
+        assert 0 < queried.sum() < len(x)
+        assert np.array_equal(cluster._dense_members(x, labels, smallest, 0.3, knn), queried)
