@@ -50,7 +50,8 @@ def _tuple(v: np.ndarray) -> tuple[float, float, float]:
 
 def footprint_rectangle(xy: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     """Minimum-area rectangle around 2-D points: (centre (2,), yaw, size (2,))."""
-    lo, hi = xy.min(0), xy.max(0)
+    lo = np.array([xy[:, 0].min(), xy[:, 1].min()])
+    hi = np.array([xy[:, 0].max(), xy[:, 1].max()])
     try:
         hull = xy[ConvexHull(xy).vertices]
     except (QhullError, ValueError):  # fewer than 3 points, or all on a line
@@ -83,31 +84,33 @@ def make_instances(points: np.ndarray, point_instance: np.ndarray, voxel_instanc
     ``half_area`` (m^2, voxel count x ``voxel_area``) has its score halved (0: no size factor).
     """
     num = int(max(point_instance.max(initial=-1), voxel_instance.max(initial=-1))) + 1
-    predicted = voxel_probs.argmax(1)
-    in_cluster = voxel_instance >= 0
-    votes = np.zeros((num, voxel_probs.shape[1]), dtype=np.int64)
-    np.add.at(votes, (voxel_instance[in_cluster], predicted[in_cluster]), 1)
-    order = np.argsort(point_instance, kind="stable")
+    num_classes = voxel_probs.shape[1]
+    clustered = np.flatnonzero(voxel_instance >= 0)
+    owner = voxel_instance[clustered]
+    votes = np.bincount(owner * num_classes + voxel_probs[clustered].argmax(1),
+                        minlength=num * num_classes).reshape(num, num_classes)
+    classes = votes.argmax(1)
+    voxels = np.bincount(owner, minlength=num)
+    prob_sum = np.bincount(owner, weights=voxel_probs[clustered, classes[owner]], minlength=num)
+    scores = np.divide(prob_sum, voxels, out=np.zeros(num), where=voxels > 0)
+    if half_area > 0:
+        area = voxels * voxel_area
+        scores *= area / (area + half_area)
+    members = np.flatnonzero(point_instance >= 0)
+    order = members[np.argsort(point_instance[members], kind="stable")]
     starts = np.searchsorted(point_instance[order], np.arange(num + 1))
-    records = []
-    for k in range(num):
-        idx = order[starts[k]:starts[k + 1]]
-        if len(idx) == 0:
-            continue
-        cls = int(votes[k].argmax())
-        in_k = voxel_instance == k
-        area = in_k.sum() * voxel_area
-        score = float(voxel_probs[in_k, cls].mean()) * (area / (area + half_area) if half_area > 0 else 1.0)
-        records.append(instance_record(k, points[idx], cls, score))
-    return records
+    return [instance_record(k, points[order[starts[k]:starts[k + 1]]], int(classes[k]), float(scores[k]))
+            for k in range(num) if starts[k + 1] > starts[k]]
 
 
 def instance_record(id: int, points: np.ndarray, class_id: int, score: float) -> Instance:
     """The record of one object from its points (M, 3): centroid, axis-aligned and oriented box."""
-    lo, hi = points.min(0), points.max(0)
+    columns = points.T  # per-column reductions: several times faster than min(0) on (M, 3)
+    lo = np.array([c.min() for c in columns])
+    hi = np.array([c.max() for c in columns])
     centre_xy, yaw, size_xy = footprint_rectangle(points[:, :2])
     return Instance(
         id=id, class_id=class_id, class_name=CLASS_NAMES[class_id], score=score,
-        point_count=len(points), centroid=_tuple(points.mean(0)), aabb_center=_tuple((lo + hi) / 2),
+        point_count=len(points), centroid=_tuple([c.mean() for c in columns]), aabb_center=_tuple((lo + hi) / 2),
         aabb_size=_tuple(hi - lo), obb_center=_tuple(np.array([*centre_xy, (lo[2] + hi[2]) / 2])),
         obb_yaw=yaw, obb_size=_tuple(np.array([*size_xy, hi[2] - lo[2]])))

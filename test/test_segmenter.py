@@ -35,13 +35,18 @@ def test_labels_every_point_and_records_match(weights):
     for inst in result.instances:
         assert inst.point_count == int((result.instance == inst.id).sum())
     assert set(result.timings) >= {"voxelize", "semantic", "embedding", "cluster", "instances", "total"}
+    assert result.timings["total"] >= sum(v for k, v in result.timings.items() if k != "total")
 
 
 def test_crop_and_nonfinite_points_get_minus_one(weights):
     pts, cols = room()
     pts[0] = np.nan
-    result = segmenter(weights, crop_min=[0.0, 0.0, -1.0], crop_max=[1.5, 3.0, 4.0])(pts, cols)
-    outside = ~(pts[:, 0] <= 1.5)
+    pts[1, 2] = np.inf
+    pts[2] = [0.5, -0.5, 1.0]  # below crop_min in y only
+    lo, hi = [0.0, 0.0, -1.0], [1.5, 3.0, 4.0]
+    result = segmenter(weights, crop_min=lo, crop_max=hi)(pts, cols)
+    outside = ~((pts >= lo).all(1) & (pts <= hi).all(1))
+    assert outside[:3].all() and (pts[:, 0] > 1.5).any()
     assert (result.semantic[outside] == -1).all() and (result.instance[outside] == -1).all()
     assert (result.semantic[~outside] >= 0).all()
 
