@@ -20,7 +20,10 @@ Each configuration runs in a fresh subprocess, after an untimed warm-up:
 2. maps of 50k, 200k, 1M and 3M points made of those rooms side by side (randomly thinned to
    the exact count): per-stage seconds, tiles, peak RSS (goal: 3M points in 6 GB on CPU), each
    configuration and size in its own process so peak RSS does not mix (warm-up: 20k of the
-   map's points), under the inherited OpenMP setting.
+   map's points), under the inherited OpenMP setting;
+3. what bounds the per-room ratio: both networks' sparse-convolution FLOPs per room against
+   this machine's dense GEMM rate, measured in the same run, and what the 5x goal would ask
+   of the networks given the other stages' measured times.
 """
 from __future__ import annotations
 
@@ -90,6 +93,8 @@ def _worker(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(job["threads"])
+    if job.get("config") == "bound":
+        return _bound(job)
     return _rooms(job) if "scenes" in job else _map(job)
 
 
@@ -114,6 +119,56 @@ def _rooms(job: dict) -> dict:
     scores = score_scenes(recorded, scenes).summary()
     mean = {k: float(np.mean([t.get(k, 0.0) for t in timings])) for k in (*STAGES, "total")}
     return {"scores": scores, "timings": mean, "peak_rss_mb": peak_rss_mb()}
+
+
+def _bound(job: dict) -> dict:
+    """How close the networks run to the machine's GEMM rate, all measured in this process
+    within seconds (the machine's speed drifts over a run): sparse-convolution FLOPs per test
+    room (2 x pairs x C_in x C_out over every convolution of both networks, 1x1 heads left out),
+    the networks' seconds on those rooms, and the float32 GEMM rate on the shape of the widest
+    full-resolution layer as one dense matmul (27 x 48 inputs, 32 outputs, 512 rows: no
+    gathers, the best case), before and after the rooms."""
+    import time
+
+    import torch
+
+    from ssen_ros.data.dataset import load_scene
+    from ssen_ros.segmenter import Segmenter
+    from ssen_ros.sparse import torch_backend
+
+    def gemm_rate() -> float:
+        with torch.inference_mode():
+            threads = torch.get_num_threads()
+            torch.set_num_threads(job["threads"])  # the Segmenter leaves one intra-op thread
+            a, b = torch.randn(512, 27 * 48), torch.randn(27 * 48, 32)
+            for _ in range(20):
+                a @ b
+            rounds, t0 = 200, time.perf_counter()
+            for _ in range(rounds):
+                a @ b
+            seconds = time.perf_counter() - t0
+            torch.set_num_threads(threads)
+        return 2 * a.shape[0] * a.shape[1] * b.shape[1] * rounds / seconds
+
+    segmenter = Segmenter(segmenter_config("ours", job["weights"]))
+    clouds = [load_scene(Path(scene)) for scene in job["scenes"]]
+    segmenter(clouds[0].points, clouds[0].colors)  # warm-up
+    flops, plain = [0], torch_backend.kernel_conv
+
+    def counted(x, weight, kmap):
+        flops[0] += 2 * kmap.num_pairs * weight.shape[1] * weight.shape[2]
+        return plain(x, weight, kmap)
+
+    before, seconds = gemm_rate(), 0.0
+    torch_backend.kernel_conv = counted
+    try:
+        for cloud in clouds:
+            timings = segmenter(cloud.points, cloud.colors).timings
+            seconds += timings["semantic"] + timings["embedding"]
+    finally:
+        torch_backend.kernel_conv = plain
+    return {"flops_per_scene": flops[0] / len(clouds), "network_s_per_scene": seconds / len(clouds),
+            "gemm_before": before, "gemm_after": gemm_rate()}
 
 
 def _map(job: dict) -> dict:
@@ -141,6 +196,49 @@ def _run_job(job: dict, wait_policy: "str | None" = None) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"benchmark job {job.get('config', 'rooms')} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1]) | {"load_before": job["load_before"]}
+
+
+def bound_section(setting: str, rooms: dict, bound: dict, threads: int) -> list[str]:
+    """Section 3: what 5x per room would ask of the networks, against the machine's GEMM rate
+    (the test rooms' first setting). Seconds come from the rooms' runs; the networks' share of
+    the GEMM rate from :func:`_bound`, measured in one process, so drifts of the machine's speed
+    between runs cancel."""
+    reference, ours = rooms["reference"]["timings"]["total"], rooms["ours"]["timings"]
+    networks = ours["semantic"] + ours["embedding"]
+    rest = ours["total"] - networks
+    flops = bound["flops_per_scene"]
+    gemm = (bound["gemm_before"] + bound["gemm_after"]) / 2
+    share = flops / bound["network_s_per_scene"] / gemm  # of the GEMM rate, same process
+    budget = reference / 5
+    at_gemm = networks * share  # the networks' seconds at the GEMM rate, in this run's time
+    needed = networks / (budget - rest) if budget > rest else float("inf")
+    return [
+        "## 3. What bounds the ratio per room",
+        "",
+        f"Test rooms, {setting}. Both networks' sparse convolutions: **{flops / 1e9:.1f} GFLOP per "
+        "scene** (2 x pairs x C_in x C_out; 1x1 heads left out). This machine's float32 GEMM rate, "
+        f"as one dense {threads}-thread matmul of the widest full-resolution layer's shape (512 x "
+        f"1296 by 1296 x 32, no gathers): {bound['gemm_before'] / 1e9:.0f} and "
+        f"{bound['gemm_after'] / 1e9:.0f} GFLOPS before and after running the networks on the "
+        f"rooms in the same process, where they averaged {flops / bound['network_s_per_scene'] / 1e9:.0f} "
+        f"GFLOPS (kernel maps and thin layers included): **{share:.0%} of the GEMM rate**. This "
+        "machine's speed drifts between runs (the same matmul has measured 100 to 175 GFLOPS on "
+        "one day), so the table states seconds of the rooms' run and scales by that share.",
+        "",
+        "| | seconds per scene |",
+        "|---|---|",
+        f"| reference, end to end | {reference:.3f} |",
+        f"| 5x goal: ours end to end | {budget:.3f} |",
+        f"| ours, networks (semantic + embedding) | {networks:.3f} |",
+        f"| ours, every other stage (crop, voxelize, cluster, instances) | {rest:.3f} |",
+        f"| networks needed for 5x with the other stages as they are | {max(budget - rest, 0.0):.3f} "
+        f"({needed:.1f}x faster than ours) |",
+        f"| networks at the machine's dense GEMM rate (a floor) | {at_gemm:.3f} |",
+        "",
+        f"With the networks at the GEMM rate and every other stage as it is, reference / ours would be "
+        f"{reference / (rest + at_gemm):.1f}x; with the networks as they are and every other stage "
+        f"free, {reference / networks:.1f}x.",
+    ]
 
 
 def _stage_cells(timings: dict) -> str:
@@ -177,12 +275,13 @@ def main(argv: "list[str] | None" = None) -> int:
     scenes = find_scenes(args.scenes)[: args.max_scenes or None]
     load_before = os.getloadavg()[0]
     common = {"weights": weights, "threads": args.threads}
-    score_rows, stage_rows, ratios = [], [], []
+    score_rows, stage_rows, ratios, first = [], [], [], None
     for run in args.room_runs.split(","):
         policy, threads = run.split(":")
         setting = f"{policy}, {threads} thread{'s' * (threads != '1')}"
         rooms = {c: _run_job({**common, "threads": int(threads), "config": c,
                               "scenes": [str(s) for s in scenes]}, policy) for c in ("ours", "reference")}
+        first = first or (setting, rooms)
         ratio = rooms["reference"]["timings"]["total"] / rooms["ours"]["timings"]["total"]
         ratios.append(f"{ratio:.1f}x with {setting}")
         for c, r in rooms.items():
@@ -193,6 +292,7 @@ def main(argv: "list[str] | None" = None) -> int:
             stage_rows.append(f"| {setting} | {c} | {_stage_cells(r['timings'])} | {r['peak_rss_mb']:.0f} | "
                               f"{r['load_before']:.2f} |")
 
+    bound = _run_job({**common, "config": "bound", "scenes": [str(s) for s in scenes]})
     map_rows = []
     also = {"reference": {int(s) for s in args.reference_sizes.split(",") if s},
             "untiled": {int(s) for s in args.untiled_sizes.split(",") if s}}
@@ -247,6 +347,8 @@ def main(argv: "list[str] | None" = None) -> int:
         + " | total s | peak RSS MiB | reference / ours |",
         "|---|---|---|---|---|---|" + "---|" * (len(STAGES) + 3),
         *map_rows,
+        "",
+        *bound_section(first[0], first[1], bound, args.threads),
     ]
     path = write_results("pipeline", "Pipeline: stages, memory, speed-up over the reference", "\n".join(body))
     print(path.read_text())
