@@ -222,8 +222,8 @@ def bound_section(setting: str, rooms: dict, bound: dict, threads: int) -> list[
         f"{bound['gemm_after'] / 1e9:.0f} GFLOPS before and after running the networks on the "
         f"rooms in the same process, where they averaged {flops / bound['network_s_per_scene'] / 1e9:.0f} "
         f"GFLOPS (kernel maps and thin layers included): **{share:.0%} of the GEMM rate**. This "
-        "machine's speed drifts between runs (the same matmul has measured 100 to 175 GFLOPS on "
-        "one day), so the table states seconds of the rooms' run and scales by that share.",
+        "machine's speed drifts between runs, so the table states seconds of the rooms' run and "
+        "scales them by that share.",
         "",
         "| | seconds per scene |",
         "|---|---|",
