@@ -196,6 +196,7 @@ def _knn_single_linkage(dist: np.ndarray, idx: np.ndarray, min_samples: int) -> 
     mst = minimum_spanning_tree(graph).tocoo()
     edges = np.column_stack([mst.row, mst.col, mst.data]).astype(np.float64)
     count, component = connected_components(mst, directed=False)
+    # hdbscan's label() needs a spanning tree (N - 1 edges): handed a forest, it corrupts the heap
     if count > 1:
         first = np.unique(component, return_index=True)[1]
         longest = float(edges[:, 2].max(initial=0.0))
