@@ -21,6 +21,7 @@ import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
 from ssen_ros.classes import CLASS_NAMES
+from ssen_ros.voxel import column_bounds
 
 
 @dataclass
@@ -50,8 +51,7 @@ def _tuple(v: np.ndarray) -> tuple[float, float, float]:
 
 def footprint_rectangle(xy: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     """Minimum-area rectangle around 2-D points: (centre (2,), yaw, size (2,))."""
-    lo = np.array([xy[:, 0].min(), xy[:, 1].min()])
-    hi = np.array([xy[:, 0].max(), xy[:, 1].max()])
+    lo, hi = column_bounds(xy)
     try:
         hull = xy[ConvexHull(xy).vertices]
     except (QhullError, ValueError):  # fewer than 3 points, or all on a line
@@ -105,12 +105,10 @@ def make_instances(points: np.ndarray, point_instance: np.ndarray, voxel_instanc
 
 def instance_record(id: int, points: np.ndarray, class_id: int, score: float) -> Instance:
     """The record of one object from its points (M, 3): centroid, axis-aligned and oriented box."""
-    columns = points.T  # per-column reductions: several times faster than min(0) on (M, 3)
-    lo = np.array([c.min() for c in columns])
-    hi = np.array([c.max() for c in columns])
+    lo, hi = column_bounds(points)
     centre_xy, yaw, size_xy = footprint_rectangle(points[:, :2])
     return Instance(
         id=id, class_id=class_id, class_name=CLASS_NAMES[class_id], score=score,
-        point_count=len(points), centroid=_tuple([c.mean() for c in columns]), aabb_center=_tuple((lo + hi) / 2),
+        point_count=len(points), centroid=_tuple([c.mean() for c in points.T]), aabb_center=_tuple((lo + hi) / 2),
         aabb_size=_tuple(hi - lo), obb_center=_tuple(np.array([*centre_xy, (lo[2] + hi[2]) / 2])),
         obb_yaw=yaw, obb_size=_tuple(np.array([*size_xy, hi[2] - lo[2]])))

