@@ -14,9 +14,15 @@ from typing import Any
 import torch
 
 from ssen_ros.classes import NUM_CLASSES
+from ssen_ros.features import INPUT_CHANNELS
 from ssen_ros.models import build_network, load_checkpoint
 
 FORMAT = "ssen_ros/1"
+FIRST_CONV = "conv0p1s1.kernel"
+"""The first convolution's kernel, (kernel volume, input channels, output channels)."""
+SAME_CHANNEL = {"height": "z"}
+"""A channel that starts from another's weights when a file lacks it: the height above the floor
+differs from z by a constant, which the next batch norm absorbs."""
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "ssen_demo.pt"
 
 
@@ -64,14 +70,7 @@ def load(path: "str | Path", backend: str = "auto", device: "str | torch.device"
          ) -> tuple[ModelSpec, torch.nn.Module, torch.nn.Module, dict]:
     """Rebuild both networks from a weights file, in eval mode on ``device``."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise WeightsError(f"weights file {path} cannot be read: {exc}") from exc
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise WeightsError(f"weights file {path} is not an {FORMAT} file (train one with `ssen train`)")
+    blob = _read(path)
     try:
         spec = ModelSpec(**blob["model"])
         semantic, embedding = build_pair(spec, backend)
@@ -81,6 +80,40 @@ def load(path: "str | Path", backend: str = "auto", device: "str | torch.device"
     except (TypeError, KeyError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"weights file {path} does not match its networks: {exc}") from exc
     return spec, semantic.to(device).eval(), embedding.to(device).eval(), blob.get("meta", {})
+
+
+def _read(path: "str | Path") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise WeightsError(f"weights file {path} cannot be read: {exc}") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise WeightsError(f"weights file {path} is not an {FORMAT} file (train one with `ssen train`)")
+    return blob
+
+
+def load_init(path: "str | Path", spec: ModelSpec, semantic: torch.nn.Module, embedding: torch.nn.Module) -> None:
+    """Start both networks from another weights file of the same architecture, whose input
+    channels may differ: the first convolution's are matched by name (``INPUT_CHANNELS``,
+    ``SAME_CHANNEL``), and a channel the file has no weights for starts at zero."""
+    blob = _read(path)
+    old = ModelSpec(**blob["model"])
+    if (old.arch, old.conv1_kernel, old.embedding_dim) != (spec.arch, spec.conv1_kernel, spec.embedding_dim):
+        raise WeightsError(f"weights file {path} holds {old}, which cannot start {spec}")
+    old_names, new_names = INPUT_CHANNELS[old.in_channels], INPUT_CHANNELS[spec.in_channels]
+    for net, key in ((semantic, "semantic"), (embedding, "embedding")):
+        state = {k: v.float() if v.is_floating_point() else v for k, v in blob[key].items()}
+        kernel = state[FIRST_CONV]
+        first = torch.zeros(kernel.shape[0], len(new_names), kernel.shape[2])
+        for i, name in enumerate(new_names):
+            source = name if name in old_names else SAME_CHANNEL.get(name)
+            if source in old_names:
+                first[:, i] = kernel[:, old_names.index(source)]
+        state[FIRST_CONV] = first
+        load_checkpoint(getattr(net, "module", net), state)
 
 
 def export(source: "str | Path", target: "str | Path") -> Path:

@@ -140,6 +140,19 @@ class AugmentConfig:
     tilt_std_deg: float = 5.0
     """Rotation about x, Gaussian, clipped at ``tilt_max_deg``."""
     tilt_max_deg: float = 10.0
+    color_gamma: float = 1.0
+    """Not in the paper: a camera's exposure, colour^gamma with gamma log-uniform in
+    [1/color_gamma, color_gamma]; 1: none."""
+    color_gain: float = 0.0
+    """Not in the paper: white balance, a per-channel gain uniform in 1 +- color_gain; 0: none."""
+    color_grey: float = 0.0
+    """Not in the paper: probability that a sample's colours become grey (luma in every channel)."""
+    color_drop: float = 0.0
+    """Not in the paper: probability that a sample has no colour, as a LiDAR map (zero features)."""
+    min_density: float = 1.0
+    """Not in the paper: a random share of the points is kept, log-uniform in [min_density, 1]."""
+    point_noise: float = 0.0
+    """Not in the paper: Gaussian noise on every point's position, std in metres."""
 
 
 @dataclass
@@ -166,7 +179,11 @@ class TrainConfig:
     out: str = "runs/ssen"
     arch: str = "Res16UNet34C"
     in_channels: int = 3
-    """3: RGB, as the authors' code; 6: RGB plus centred xyz, as the paper's §IV states."""
+    """3: RGB, as the authors' code; 4: RGB plus the height above the floor; 6: RGB plus centred
+    xyz, as the paper's §IV states (``ssen_ros.features``)."""
+    init: str = ""
+    """Weights file both networks start from (step 0, a fresh optimizer), e.g. an earlier stage's
+    ``final.pt``; input channels are matched by name (``checkpoint.load_init``). Empty: random."""
     conv1_kernel: int = 5
     voxel_size: float = 0.02
     embedding_dim: int = 8

@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ssen_ros.classes import IGNORE_LABEL, NUM_CLASSES
-from ssen_ros.data.dataset import load_scene
+from ssen_ros.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES
+from ssen_ros.data.dataset import Scene, load_scene
 from ssen_ros.evaluate import Prediction, Result, evaluate_scenes
 from ssen_ros.segmenter import Segmentation, Segmenter
 
@@ -25,10 +25,29 @@ class Scores:
     """Mean over classes present in the ground truth of per-class IoU (points, 20 classes)."""
     instance: Result
     seconds_per_scene: float
+    class_iou: np.ndarray
+    """Per-class IoU (NaN for classes absent from the ground truth)."""
 
     def summary(self) -> dict[str, float]:
         return {"mIoU": self.miou, "AP": self.instance.mean_ap, "AP50": self.instance.ap50,
                 "AP25": self.instance.ap25, "seconds_per_scene": self.seconds_per_scene}
+
+    def row(self, name: str) -> str:
+        """One row of a markdown table under :func:`table_header`."""
+        s = self.summary()
+        return (f"| {name} | {s['mIoU']:.3f} | {s['AP']:.3f} | {s['AP50']:.3f} | {s['AP25']:.3f} "
+                f"| {s['seconds_per_scene']:.2f} |")
+
+    def class_iou_line(self) -> str:
+        """``name IoU`` for each class present in the ground truth."""
+        return ", ".join(f"{name} {iou:.2f}" for name, iou in zip(CLASS_NAMES, self.class_iou)
+                         if not np.isnan(iou))
+
+
+def table_header(first: str, extra: Sequence[str] = ()) -> str:
+    """Header of a markdown table of :meth:`Scores.row` rows, with ``extra`` columns after them."""
+    columns = [first, "mIoU", "AP", "AP50", "AP25", "s / scene", *extra]
+    return "| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|"
 
 
 def predictions(result: Segmentation) -> list[Prediction]:
@@ -36,21 +55,30 @@ def predictions(result: Segmentation) -> list[Prediction]:
     return [Prediction(result.instance == inst.id, inst.class_id, inst.score) for inst in result.instances]
 
 
-def semantic_miou(confusion: np.ndarray) -> float:
-    """Mean IoU over the classes that occur in the ground truth (rows of ``confusion``)."""
+def class_iou(confusion: np.ndarray) -> np.ndarray:
+    """IoU of each class (rows of ``confusion`` are the truth); NaN where it has no ground truth."""
     tp = np.diag(confusion).astype(np.float64)
     union = confusion.sum(0) + confusion.sum(1) - tp
-    present = confusion.sum(1) > 0
-    return float(np.mean(tp[present] / union[present])) if present.any() else float("nan")
+    return np.where(confusion.sum(1) > 0, tp / np.maximum(union, 1), np.nan)
 
 
-def score_scenes(segmenter: Segmenter, scene_folders: Sequence[Path]) -> Scores:
-    """Segment every scene and score it against its labels."""
+def semantic_miou(confusion: np.ndarray) -> float:
+    """Mean IoU over the classes that occur in the ground truth (rows of ``confusion``)."""
+    iou = class_iou(confusion)
+    return float(np.nanmean(iou)) if not np.isnan(iou).all() else float("nan")
+
+
+def score_scenes(segmenter: Segmenter, scene_folders: Sequence[Path],
+                 perturb: Optional[Callable[[Scene], Scene]] = None) -> Scores:
+    """Segment every scene and score it against its labels; ``perturb`` changes each scene
+    (colours, density, pose; ``ssen_ros.data.augment.Perturbation``) before it is segmented."""
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     scenes = []
     elapsed = 0.0
     for folder in scene_folders:
         scene = load_scene(folder)
+        if perturb is not None:
+            scene = perturb(scene)
         t0 = time.perf_counter()
         result = segmenter(scene.points, scene.colors)
         elapsed += time.perf_counter() - t0
@@ -58,4 +86,5 @@ def score_scenes(segmenter: Segmenter, scene_folders: Sequence[Path]) -> Scores:
         confusion += np.bincount(scene.semantic[valid] * NUM_CLASSES + result.semantic[valid],
                                  minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
         scenes.append((scene.semantic, scene.instance, predictions(result)))
-    return Scores(semantic_miou(confusion), evaluate_scenes(scenes), elapsed / max(1, len(scene_folders)))
+    return Scores(semantic_miou(confusion), evaluate_scenes(scenes), elapsed / max(1, len(scene_folders)),
+                  class_iou(confusion))

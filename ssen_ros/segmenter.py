@@ -20,6 +20,7 @@ from ssen_ros.classes import class_ids
 from ssen_ros.cluster import EmbeddingClusterer
 from ssen_ros.config import ClusterConfig, SegmenterConfig
 from ssen_ros.data.augment import rotation_z
+from ssen_ros.features import colors_to_features, with_coordinates
 from ssen_ros.instances import Instance, make_instances
 from ssen_ros.sparse import SparseTensor, use_cpu_threads
 from ssen_ros.voxel import voxelize
@@ -54,27 +55,6 @@ class Segmentation:
         table = np.zeros(int(max(ids.max(initial=-1), self.instance.max(initial=-1))) + 2, dtype=np.float32)
         table[ids + 1] = [inst.score for inst in self.instances]
         return table[self.instance + 1]  # index 0 holds the -1 points
-
-
-def colors_to_features(colors: Optional[np.ndarray], n: int) -> np.ndarray:
-    """Colour input features: RGB/255 - 0.5 (FACTS §2); grey where a cloud has no colour."""
-    if colors is None:
-        return np.zeros((n, 3), dtype=np.float32)
-    return (np.asarray(colors, dtype=np.float32) / 255.0 - 0.5).astype(np.float32)
-
-
-def with_coordinates(features: np.ndarray, points: np.ndarray, in_channels: int) -> np.ndarray:
-    """Append the centred xyz (metres) to colour features when the networks take 6 channels.
-
-    Paper §IV: "individual voxels have the 3D coordinates and the RGB color value (f = 6)"
-    (the authors' code used RGB only; ``ModelSpec.in_channels`` says which a weights file wants).
-    """
-    if in_channels == 3:
-        return features
-    if in_channels != 6:
-        raise SegmenterError(f"networks with {in_channels} input channels are not supported (3 or 6)")
-    centred = (points - points.mean(0)) if len(points) else points
-    return np.concatenate([features, centred.astype(np.float32)], 1)
 
 
 def pick_device(requested: str) -> torch.device:

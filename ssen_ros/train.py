@@ -87,6 +87,8 @@ class Trainer:
                                          conv1_kernel=config.conv1_kernel, voxel_size=config.voxel_size,
                                          embedding_dim=config.embedding_dim)
         semantic, embedding = checkpoint.build_pair(self.spec, backend="torch")
+        if config.init:
+            checkpoint.load_init(config.init, self.spec, semantic, embedding)
         self.semantic, self.embedding = semantic.to(self.device), embedding.to(self.device)
         if self.world > 1:
             self.semantic = DistributedDataParallel(self.semantic)

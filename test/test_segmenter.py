@@ -92,7 +92,7 @@ def test_cluster_sizes_scale_with_voxel_area():
 
 def test_six_channel_weights_take_coordinates(tmp_path):
     """Paper §IV networks see RGB plus xyz (f = 6); 3-channel weights see RGB only."""
-    from ssen_ros.segmenter import with_coordinates
+    from ssen_ros.features import with_coordinates
     feats = np.zeros((4, 3), np.float32)
     pts = np.array([[0, 0, 0], [2, 0, 0], [0, 2, 0], [2, 2, 4]], dtype=np.float64)
     six = with_coordinates(feats, pts, 6)

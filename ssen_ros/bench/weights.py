@@ -18,7 +18,7 @@ from ssen_ros import checkpoint
 from ssen_ros.bench import write_results
 from ssen_ros.config import ClusterConfig, SegmenterConfig
 from ssen_ros.data.dataset import find_scenes
-from ssen_ros.scoring import score_scenes
+from ssen_ros.scoring import score_scenes, table_header
 from ssen_ros.segmenter import Segmenter
 
 
@@ -42,9 +42,7 @@ def main(argv: list[str]) -> int:
     for name, config, per_class in runs:
         segmenter = Segmenter(config)
         scores = score_scenes(segmenter, scenes)
-        s = scores.summary()
-        rows.append(f"| {name} | {s['mIoU']:.3f} | {s['AP']:.3f} | {s['AP50']:.3f} | {s['AP25']:.3f} "
-                    f"| {s['seconds_per_scene']:.2f} |")
+        rows.append(scores.row(name))
         if per_class:
             tables.append(f"Per class, `{name}`:\n\n```\n{scores.instance.table()}\n```")
     meta = segmenter.meta
@@ -54,7 +52,7 @@ def main(argv: list[str]) -> int:
             f"```json\n{json.dumps(meta.get('train_config', {}), indent=1)}\n```\n\n"
             f"Scenes: the first {len(scenes)} synthetic rooms of `{args.data}`, "
             f"TTA rotations {args.tta}, whole pipeline on the CPU.\n\n"
-            "| configuration | mIoU | AP | AP50 | AP25 | s / scene |\n|---|---|---|---|---|---|\n"
+            + table_header("configuration") + "\n"
             + "\n".join(rows) + "\n\n" + "\n\n".join(tables))
     print(body)
     folder = Path(args.data).name

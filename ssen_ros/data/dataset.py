@@ -1,7 +1,9 @@
 """Training samples from a folder of ScanNet-format scenes: cache, crop, augment, voxelize, batch.
 
-Each scene is read once with :func:`ssen_ros.io.scannet.read_scannet_scene` and cached as a
-compressed ``.npz`` beside its files, so training never waits on PLY parsing or the generator.
+Each scene folder is read once with :func:`ssen_ros.io.scannet.read_scannet_scene` and cached as
+a compressed ``.npz`` beside its files, so training never waits on PLY parsing or the generator.
+Scenes in VoteNet's layout (``{scene}_vert.npy`` + label arrays, :mod:`ssen_ros.io.votenet`) are
+read as they are; they serve measurement only.
 A voxel takes the labels of one of its points (the first), as MinkowskiEngine's quantisation does.
 """
 from __future__ import annotations
@@ -14,9 +16,10 @@ import numpy as np
 import torch
 
 from ssen_ros.config import AugmentConfig
-from ssen_ros.data.augment import augment
+from ssen_ros.data.augment import augment, density_keep
 from ssen_ros.io.scannet import read_scannet_scene
-from ssen_ros.segmenter import colors_to_features, with_coordinates
+from ssen_ros.io.votenet import VERT_SUFFIX, is_votenet_scene, read_votenet_scene
+from ssen_ros.features import colors_to_features, with_coordinates
 from ssen_ros.voxel import voxelize
 
 CACHE_NAME = "ssen_cache.npz"
@@ -28,7 +31,7 @@ class DatasetError(ValueError):
 
 @dataclass
 class Scene:
-    """One labelled scene in memory: points (N,3) float32, colors (N,3) uint8, labels (N,)."""
+    """One labelled scene in memory: points (N,3) float32, colors (N,3) uint8 or None, labels (N,)."""
 
     name: str
     points: np.ndarray
@@ -48,18 +51,23 @@ class Sample:
 
 
 def find_scenes(folder: "str | Path") -> list[Path]:
-    """Scene folders under ``folder`` (those holding a ``*_vh_clean_2.ply``), sorted."""
+    """Scenes under ``folder``, sorted by name: ScanNet scene folders (those holding a
+    ``*_vh_clean_2.ply``) and VoteNet scenes (their ``*_vert.npy`` files)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"dataset folder {folder} does not exist")
-    scenes = sorted({p.parent for p in folder.rglob("*_vh_clean_2.ply")})
+    scenes = {p.parent for p in folder.rglob("*_vh_clean_2.ply")} | set(folder.rglob(f"*{VERT_SUFFIX}"))
     if not scenes:
-        raise DatasetError(f"dataset folder {folder} holds no ScanNet scenes (no *_vh_clean_2.ply)")
-    return scenes
+        raise DatasetError(f"dataset folder {folder} holds no ScanNet scenes "
+                           f"(no *_vh_clean_2.ply, no *{VERT_SUFFIX})")
+    return sorted(scenes, key=lambda p: (p.name, str(p)))
 
 
 def load_scene(folder: Path) -> Scene:
-    """Read a labelled scene, through its npz cache."""
+    """Read a labelled scene: a scene folder through its npz cache, or a VoteNet ``_vert.npy``."""
+    if is_votenet_scene(folder):
+        scene = read_votenet_scene(folder)
+        return Scene(scene.name, scene.cloud.points, scene.cloud.colors, scene.semantic, scene.instance)
     cache = folder / CACHE_NAME
     if cache.is_file() and cache.stat().st_mtime >= max(p.stat().st_mtime for p in folder.iterdir()
                                                           if p.name != CACHE_NAME):
@@ -86,7 +94,7 @@ def make_sample(scene: Scene, voxel_size: float, rng: Optional[np.random.Generat
                 crop_size: float = 0.0, augment_config: Optional[AugmentConfig] = None,
                 in_channels: int = 3) -> Sample:
     """Crop (a random square of ``crop_size`` m in xy), augment, and voxelize one scene;
-    ``in_channels`` 6 adds the centred coordinates to the colour features."""
+    ``in_channels`` picks the geometric features (``ssen_ros.features``)."""
     points, features = scene.points, colors_to_features(scene.colors, len(scene.points))
     semantic, instance = scene.semantic, scene.instance
     if crop_size and rng is not None:
@@ -95,6 +103,8 @@ def make_sample(scene: Scene, voxel_size: float, rng: Optional[np.random.Generat
         keep = ((points[:, :2] >= corner) & (points[:, :2] < corner + crop_size)).all(1)
         points, features, semantic, instance = points[keep], features[keep], semantic[keep], instance[keep]
     if augment_config is not None and rng is not None:
+        keep = density_keep(len(points), rng, augment_config.min_density)
+        points, features, semantic, instance = points[keep], features[keep], semantic[keep], instance[keep]
         points, features = augment(points, features, rng, augment_config)
     vox = voxelize(points, with_coordinates(features, points, in_channels), voxel_size)
     first = first_point_of_voxel(vox.inverse, len(vox))
