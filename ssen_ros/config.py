@@ -176,6 +176,8 @@ class TrainConfig:
 
     data: str = "data/rooms"
     """A folder of ScanNet-format scene folders with 'train' and 'val' subfolders."""
+    scenes: int = 0
+    """Train on the first this many scenes of ``data``/train, sorted by name (0: all)."""
     out: str = "runs/ssen"
     arch: str = "Res16UNet34C"
     in_channels: int = 3

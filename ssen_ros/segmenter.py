@@ -105,6 +105,9 @@ class Segmenter:
         n = len(points)
         if n > self.config.max_points:
             raise SegmenterError(f"{n} points exceed max_points={self.config.max_points}")
+        if colors is None and n:
+            log.info("the cloud has no colour: the networks see every point as mid grey, which costs "
+                     "accuracy (README, 'Results': rows without colour)")
         rows = self._rows(points)
         grid = tile_grid(points[rows, :2], self.config.tile_size, self.config.tile_overlap)
         if grid is None:

@@ -82,7 +82,7 @@ class Trainer:
             use_cpu_threads(0, "torch")
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng([config.seed, self.rank])
-        self.scenes = [load_scene(p) for p in find_scenes(Path(config.data) / "train")]
+        self.scenes = [load_scene(p) for p in find_scenes(Path(config.data) / "train")[: config.scenes or None]]
         self.spec = checkpoint.ModelSpec(arch=config.arch, in_channels=config.in_channels,
                                          conv1_kernel=config.conv1_kernel, voxel_size=config.voxel_size,
                                          embedding_dim=config.embedding_dim)

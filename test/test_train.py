@@ -167,3 +167,21 @@ def test_exported_weights_resume_into_the_head_refit(dataset, tmp_path):
     assert b["meta"]["step"] == 3
     assert not torch.equal(a["semantic"]["final.kernel"].float(), b["semantic"]["final.kernel"].float())
     assert torch.equal(a["semantic"]["conv0p1s1.kernel"].float(), b["semantic"]["conv0p1s1.kernel"].float())
+
+
+def test_a_run_starts_from_other_weights_with_channels_matched_by_name(dataset, tmp_path):
+    """Stage 2 of the shipped weights: 6-channel (RGB + xyz) networks start 4-channel (RGB +
+    height) ones; colour rows are copied, height takes z's, and the first scenes only are used."""
+    first = train_module.train(config(dataset, tmp_path / "six", steps=2, val_every=0))
+    trainer = train_module.Trainer(config(dataset, tmp_path / "four", in_channels=4, init=str(first), scenes=1))
+    assert [s.name for s in trainer.scenes] == ["tiny0000_00"]
+    old = torch.load(first, weights_only=False)
+    for key, net in (("semantic", trainer.semantic), ("embedding", trainer.embedding)):
+        kernel, source = net.state_dict()["conv0p1s1.kernel"], old[key]["conv0p1s1.kernel"]
+        assert kernel.shape[1] == 4
+        assert torch.equal(kernel[:, :3], source[:, :3]) and torch.equal(kernel[:, 3], source[:, 5])
+        deeper = next(k for k in old[key] if k.startswith("block1") and k.endswith("kernel"))
+        assert torch.equal(net.state_dict()[deeper], old[key][deeper])
+    assert trainer.step == 0 and not trainer.optimizer.state
+    with pytest.raises(Exception, match="cannot start"):
+        train_module.Trainer(config(dataset, tmp_path / "wide", arch="Res16UNet34C", in_channels=4, init=str(first)))
