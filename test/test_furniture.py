@@ -152,6 +152,10 @@ def test_bad_inputs_name_the_file(tmp_path, library):
                      "Test,box,Box,table,free,CC0,\nTest,box,Box,,,CC0,excluded\n")
     (spec,) = fu.load_class_table(table, library)
     assert spec.label == CLASS_NAMES.index("table") and spec.placement == "free"
+    table.write_text("library,model,name,scannet_class,placement,licence,note\n"
+                     "Test,box,Box,clutter,top,CC0,\n")
+    (spec,) = fu.load_class_table(table, library)
+    assert spec.label == -1 and spec.placement == "top"      # a prop: the ignore label
 
 
 needs_library = pytest.mark.skipif(not (fu.FURNITURE_DIR / "BlendSwap-CC-0.sh3f").is_file(),

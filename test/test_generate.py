@@ -36,6 +36,8 @@ def test_scene_round_trips_through_scannet_files_and_is_deterministic(tmp_path):
     b = generate_scene(20003, room_type="bathroom", spacing=0.05)
     np.testing.assert_array_equal(a.scan.points, b.scan.points)
     np.testing.assert_array_equal(a.scan.instance, b.scan.instance)
+    clutter = a.scan.semantic == -1      # props: ignored, and no instance
+    assert clutter.mean() > 0.01 and (a.scan.instance[clutter] == -1).all()
     folder = write_scene(tmp_path, a)
     back = read_scannet_scene(folder)
     assert back.name == "synth20003_00" and len(back.cloud) == len(a.scan)

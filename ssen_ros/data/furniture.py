@@ -392,13 +392,17 @@ CLASS_TABLE = Path(__file__).resolve().parent / "furniture_classes.csv"
 """``ssen_ros/data/furniture_classes.csv``: every model the rooms may use, with its ScanNet class."""
 
 PLACEMENTS = ("seat", "free", "wall", "bedside", "kitchen", "high", "table", "coffee", "desk",
-              "door", "window", "curtain")
+              "door", "window", "curtain", "top", "floor")
 """How room.py may place a model (the csv's header comment says what each means)."""
+
+CLUTTER = "clutter"
+"""The csv's class for props outside the benchmark classes: placed as clutter, labelled ignore."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A usable model: its catalog entry, train id (``classes.CLASS_NAMES``), placement."""
+    """A usable model: its catalog entry, train id (``classes.CLASS_NAMES``; ``IGNORE_LABEL``
+    for clutter), placement."""
 
     entry: CatalogEntry
     label: int
@@ -408,10 +412,11 @@ class ModelSpec:
 
 def load_class_table(path: "Path | str" = CLASS_TABLE,
                      furniture_dir: "Path | str" = FURNITURE_DIR) -> tuple[ModelSpec, ...]:
-    """The mapped rows of the class table (rows with an empty class are excluded models)."""
+    """The mapped rows of the class table (rows with an empty class are excluded models;
+    rows of class ``clutter`` are props with the ignore label)."""
     import csv
 
-    from ssen_ros.classes import CLASS_NAMES
+    from ssen_ros.classes import CLASS_NAMES, IGNORE_LABEL
 
     path = Path(path)
     try:
@@ -427,10 +432,11 @@ def load_class_table(path: "Path | str" = CLASS_TABLE,
         name = row["scannet_class"].strip()
         if not name:
             continue
-        if name not in CLASS_NAMES:
+        if name not in CLASS_NAMES and name != CLUTTER:
             raise FurnitureError(f"{path}:{n}: unknown ScanNet class {name!r}")
         if row["placement"] not in PLACEMENTS:
             raise FurnitureError(f"{path}:{n}: unknown placement {row['placement']!r}; one of {PLACEMENTS}")
         entry = find_entry(row["library"], row["model"], furniture_dir)
-        specs.append(ModelSpec(entry, CLASS_NAMES.index(name), row["placement"], row["licence"]))
+        label = IGNORE_LABEL if name == CLUTTER else CLASS_NAMES.index(name)
+        specs.append(ModelSpec(entry, label, row["placement"], row["licence"]))
     return tuple(specs)

@@ -11,6 +11,11 @@ cases the paper (§I, §IV) says are hard, objects in contact and rows of identi
   pushed in at desks, their seats under the table top;
 * doors and windows in wall openings (with jambs), curtains beside windows, framed
   pictures on free wall, shower curtains along bathtubs (made here: the libraries have none).
+* clutter outside the benchmark classes (label and instance -1, as ScanNet's otherprop is
+  ignored): props (``props.py`` and the csv's ``clutter`` models) resting on the level surfaces
+  of the furniture (table tops, shelf boards, beds, counters) clear of every mesh and box, and
+  on the floor, mostly along the walls; without it a network learns that every point on a
+  table top belongs to the table.
 
 Every object keeps an oriented footprint rectangle and a height range; two objects may not
 overlap in both (touching is allowed), except a chair and the table it is pushed under,
@@ -27,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ssen_ros.classes import CLASS_NAMES
+from ssen_ros.classes import CLASS_NAMES, IGNORE_LABEL
 from ssen_ros.data.furniture import (CLASS_TABLE, FURNITURE_DIR, Material, Mesh, ModelSpec,
                                      load_class_table, load_mesh)
+from ssen_ros.data.props import Level, Supports, box_mesh, merge, plain, random_prop, shift
 
 ROOM_TYPES = ("bedroom", "office", "conference", "living", "kitchen", "bathroom", "classroom")
 
@@ -61,7 +67,7 @@ class Placed:
     yaw: float
     label: int
     instance: int = -1
-    """Instance id (>= 0) for the 18 instance classes, -1 for wall and floor."""
+    """Instance id (>= 0) for the 18 instance classes, -1 for wall, floor and clutter."""
     size: np.ndarray = field(default_factory=lambda: np.zeros(3))
     """Footprint width, depth and height of the local mesh (m)."""
     model_id: str = ""
@@ -116,6 +122,9 @@ class _Box:
         """True if the boxes share volume deeper than ``tol`` (touching is not overlapping)."""
         if min(self.z1, other.z1) - max(self.z0, other.z0) <= tol:
             return False
+        reach = math.hypot(*self.half) + math.hypot(*other.half)
+        if math.hypot(*(self.center - other.center)) >= reach:   # bounding circles apart
+            return False
         a, b = self.corners(), other.corners()
         for axis in np.vstack([self.axes(), other.axes()]):
             pa, pb = a @ axis, b @ axis
@@ -126,35 +135,6 @@ class _Box:
 
 # ---------------------------------------------------------------------------------------------
 # Procedural meshes
-
-
-def _plain(color: "np.ndarray | tuple[int, int, int]", name: str = "paint") -> Material:
-    return Material(name, np.asarray(color, np.uint8))
-
-
-def box_mesh(size: "tuple[float, float, float]", material: Material) -> Mesh:
-    """A closed box of ``size`` (w, d, h), footprint centred, bottom at z = 0."""
-    w, d, h = size
-    v = np.array([[x, y, z] for z in (0, h) for y in (-d / 2, d / 2) for x in (-w / 2, w / 2)])
-    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
-    faces = np.array([t for a, b, c, e in quads for t in ((a, b, c), (a, c, e))])
-    return Mesh(v, faces, np.zeros(len(faces), np.int32), [material], quad_pairs=True)
-
-
-def _merge(parts: list[Mesh]) -> Mesh:
-    verts, faces, mats, fmat, uvs = [], [], [], [], []
-    offset = 0
-    any_uv = any(p.uv is not None for p in parts)
-    for p in parts:
-        verts.append(p.vertices)
-        faces.append(p.faces + offset)
-        fmat.append(p.face_material + len(mats))
-        mats.extend(p.materials)
-        if any_uv:
-            uvs.append(p.uv if p.uv is not None else np.full((len(p.faces), 3, 2), np.nan, np.float32))
-        offset += len(p.vertices)
-    return Mesh(np.vstack(verts), np.vstack(faces), np.concatenate(fmat).astype(np.int32), mats,
-                np.concatenate(uvs) if any_uv else None, quad_pairs=all(p.quad_pairs for p in parts))
 
 
 def _quads_mesh(quads: np.ndarray, material: Material, uv_scale: float | None = None) -> Mesh:
@@ -194,12 +174,12 @@ def _floor_texture(rng: np.random.Generator) -> tuple[np.ndarray, float]:
 def _picture_mesh(rng: np.random.Generator, w: float, h: float, depth: float) -> Mesh:
     """A framed picture, back at y = +depth/2 (against the wall), canvas facing -y."""
     frame_w = rng.uniform(0.02, 0.06)
-    frame = _plain(rng.choice([[40, 30, 20], [200, 170, 90], [30, 30, 30], [230, 230, 225]]), "frame")
+    frame = plain(rng.choice([[40, 30, 20], [200, 170, 90], [30, 30, 30], [230, 230, 225]]), "frame")
     parts = [
         box_mesh((w, depth, frame_w), frame),
-        _shift(box_mesh((w, depth, frame_w), frame), z=h - frame_w),
-        _shift(box_mesh((frame_w, depth, h - 2 * frame_w), frame), x=-(w - frame_w) / 2, z=frame_w),
-        _shift(box_mesh((frame_w, depth, h - 2 * frame_w), frame), x=(w - frame_w) / 2, z=frame_w),
+        shift(box_mesh((w, depth, frame_w), frame), z=h - frame_w),
+        shift(box_mesh((frame_w, depth, h - 2 * frame_w), frame), x=-(w - frame_w) / 2, z=frame_w),
+        shift(box_mesh((frame_w, depth, h - 2 * frame_w), frame), x=(w - frame_w) / 2, z=frame_w),
     ]
     # Canvas: a smooth random "painting" (a few coloured blobs on a ground colour).
     n = 48
@@ -216,12 +196,7 @@ def _picture_mesh(rng: np.random.Generator, w: float, h: float, depth: float) ->
     cm = _quads_mesh(quad, canvas)
     cm.uv = np.array([[[0, 0], [1, 0], [1, 1]], [[0, 0], [1, 1], [0, 1]]], np.float32)
     parts.append(cm)
-    return _merge(parts)
-
-
-def _shift(mesh: Mesh, x: float = 0.0, y: float = 0.0, z: float = 0.0) -> Mesh:
-    mesh.vertices = mesh.vertices + np.array([x, y, z])
-    return mesh
+    return merge(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +272,7 @@ class _Layout:
 
     def add(self, name: str, mesh: Mesh, position: np.ndarray, yaw: float, label: int,
             size: np.ndarray, model_id: str = "", collide: bool = True) -> Placed:
-        inst = -1 if CLASS_NAMES[label] in ("wall", "floor") else \
+        inst = -1 if label == IGNORE_LABEL or CLASS_NAMES[label] in ("wall", "floor") else \
             sum(1 for o in self.objects if o.instance >= 0)
         obj = Placed(name, mesh, np.asarray(position, dtype=np.float64), yaw, label, inst,
                      np.asarray(size, dtype=np.float64), model_id)
@@ -317,6 +292,23 @@ class _Layout:
             return None
         mesh = load_mesh(e, self.furniture_dir)
         return self.add(e.name, mesh, np.array([xy[0], xy[1], z]), yaw, spec.label, size, e.model_id)
+
+    def trim(self, max_instances: int) -> None:
+        """Keep the first ``max_instances`` instances (doors and windows came first), with their
+        collision boxes; renumber them 0, 1, ..."""
+        kept: list[Placed] = []
+        new_index: dict[int, int] = {-1: -1}
+        count = 0
+        for i, o in enumerate(self.objects):
+            if o.instance >= 0:
+                if count >= max_instances:
+                    continue
+                o.instance, count = count, count + 1
+            new_index[i] = len(kept)
+            kept.append(o)
+        pairs = [(b, new_index[o]) for b, o in zip(self.boxes, self.owners) if o in new_index]
+        self.objects = kept
+        self.boxes, self.owners = [b for b, _ in pairs], [o for _, o in pairs]
 
     # -- placement primitives ----------------------------------------------------------------
     def against_wall(self, spec: ModelSpec, wall: int | None = None, s: float | None = None,
@@ -597,7 +589,7 @@ def _kitchen_row(lay: _Layout) -> None:
     xy = wall.point(mid, depth / 2)
     box = _Box(xy, np.array([length / 2, depth / 2]), wall.yaw(), top, top + slab)
     if lay.free(box):   # resting on the cabinets (touching), clear of everything else
-        mesh = box_mesh((length, depth, slab), _plain(color, "worktop"))
+        mesh = box_mesh((length, depth, slab), plain(color, "worktop"))
         lay.add("counter", mesh, np.array([xy[0], xy[1], top]), wall.yaw(), _LABEL["counter"],
                 np.array([length, depth, slab]))
     highs = [sp for sp in lay.specs if sp.placement == "high"]
@@ -637,7 +629,7 @@ def _shower_curtain_mesh(rng: np.random.Generator, width: float, height: float) 
     quads = [[(x[i], y[i], 0), (x[i + 1], y[i + 1], 0), (x[i + 1], y[i + 1], height), (x[i], y[i], height)]
              for i in range(n)]
     color = rng.choice([[235, 235, 240], [170, 200, 230], [230, 200, 210], [200, 225, 200]])
-    return _quads_mesh(np.array(quads, float), _plain(color * rng.uniform(0.9, 1.05), "curtain"))
+    return _quads_mesh(np.array(quads, float), plain(color * rng.uniform(0.9, 1.05), "curtain"))
 
 
 def _bathroom(lay: _Layout) -> None:
@@ -738,6 +730,96 @@ _RECIPES = {"bedroom": _bedroom, "office": _office, "conference": _conference, "
 
 
 # ---------------------------------------------------------------------------------------------
+# Clutter
+
+
+_NO_CLUTTER = {_LABEL[n] for n in ("door", "window", "curtain", "picture", "shower curtain")}
+"""Classes that carry no props."""
+
+_PROP_PLACE = {"bed": "bed", "sofa": "bed", "bookshelf": "shelf", "desk": "desk"}
+"""The prop mix (``props.PROP_MIX``) on each supporting class; other classes get ``top``."""
+
+_MODEL_SHARE = 0.2
+"""Share of props that are library models (the rest are procedural)."""
+
+_SUPPORTS: dict[str, Supports] = {}
+"""Level surfaces per library model id: they depend on the mesh only."""
+
+
+def _supports(obj: Placed) -> Supports:
+    if not obj.model_id:
+        return Supports(obj.mesh)
+    if obj.model_id not in _SUPPORTS:
+        _SUPPORTS[obj.model_id] = Supports(obj.mesh)
+    return _SUPPORTS[obj.model_id]
+
+
+def _prop(lay: _Layout, place: str) -> tuple[str, Mesh, np.ndarray, str]:
+    """Name, mesh, footprint-and-height size and model id of a prop for ``place``: a library
+    model of the csv's matching placement (``floor`` or ``top``) or a procedural one."""
+    specs = [s for s in lay.specs if s.placement == ("floor" if place == "floor" else "top")]
+    if specs and lay.rng.random() < _MODEL_SHARE:
+        e = specs[int(lay.rng.integers(len(specs)))].entry
+        return e.name, load_mesh(e, lay.furniture_dir), np.array([e.width, e.depth, e.height]), e.model_id
+    name, mesh = random_prop(lay.rng, place)
+    v = mesh.vertices
+    return name, mesh, np.array([*(2 * np.abs(v[:, :2]).max(axis=0)), v[:, 2].max()]), ""
+
+
+def _on_surface(lay: _Layout, index: int, sup: Supports, level: Level, place: str,
+                tries: int = 4) -> Placed | None:
+    """A prop resting on ``level`` of object ``index``, clear of its mesh and of every box."""
+    obj = lay.objects[index]
+    name, mesh, size, model_id = _prop(lay, place)
+    c, s = math.cos(obj.yaw), math.sin(obj.yaw)
+    rot = np.array([[c, -s], [s, c]])
+    for _ in range(tries):
+        local_yaw = float(lay.rng.integers(4) * math.pi / 2 + lay.rng.normal(0, 0.15))
+        center = level.random_point(lay.rng) + lay.rng.uniform(-level.cell / 2, level.cell / 2, 2)
+        if not sup.fits(level, center, size[:2] / 2, local_yaw, size[2]):
+            continue
+        xy, z = obj.position[:2] + rot @ center, obj.position[2] + level.z
+        box = _Box(xy, size[:2] / 2, obj.yaw + local_yaw, z, z + size[2])
+        if lay.free(box, ignore=(index,)):
+            return lay.add(name, mesh, np.array([xy[0], xy[1], z]), box.yaw, IGNORE_LABEL, size, model_id)
+    return None
+
+
+def _on_floor(lay: _Layout, tries: int = 4) -> Placed | None:
+    """A prop on the floor, mostly along a wall, clear of every box."""
+    name, mesh, size, model_id = _prop(lay, "floor")
+    half = size[:2] / 2
+    for _ in range(tries):
+        if lay.rng.random() < 0.7:
+            wall = lay.walls[int(lay.rng.integers(4))]
+            xy = wall.point(lay.rng.uniform(0, wall.length), half[1] + lay.rng.uniform(0, 0.15))
+            yaw = wall.yaw() + lay.rng.normal(0, 0.1)
+        else:
+            xy, yaw = lay.rng.uniform([0, 0], [lay.width, lay.depth]), lay.rng.uniform(0, 2 * math.pi)
+        box = _Box(xy, half, float(yaw), 0.0, size[2])
+        if lay.free(box):
+            return lay.add(name, mesh, np.array([xy[0], xy[1], 0.0]), box.yaw, IGNORE_LABEL, size, model_id)
+    return None
+
+
+def _clutter(lay: _Layout, min_height: float = 0.1) -> None:
+    """Ignore-labelled props on the level surfaces of the furniture (above ``min_height``) and
+    on the floor; a per-room density makes some rooms tidy and others crowded."""
+    density = lay.rng.uniform(6.0, 20.0)    # placement attempts per m² of surface
+    for index, obj in enumerate(list(lay.objects)):
+        if obj.label in _NO_CLUTTER:
+            continue
+        sup = _supports(obj)
+        place = _PROP_PLACE.get(CLASS_NAMES[obj.label], "top")
+        for level in sup.levels:
+            if obj.position[2] + level.z >= min_height:
+                for _ in range(int(lay.rng.poisson(density * level.area))):
+                    _on_surface(lay, index, sup, level, place)
+    for _ in range(int(lay.rng.poisson(density * lay.width * lay.depth / 5))):
+        _on_floor(lay)
+
+
+# ---------------------------------------------------------------------------------------------
 # Walls, floor, scan path
 
 
@@ -745,7 +827,7 @@ def _wall_meshes(lay: _Layout, rng: np.random.Generator) -> list[Placed]:
     """Inner wall faces with holes for the openings, plus the jambs of each opening."""
     color = rng.choice([[235, 232, 225], [225, 225, 230], [240, 235, 215], [200, 215, 225],
                         [230, 215, 200]]) * rng.uniform(0.9, 1.05)
-    paint = _plain(np.clip(color, 0, 255), "wall")
+    paint = plain(np.clip(color, 0, 255), "wall")
     out = []
     H, t = lay.height, lay.thickness
     for k, w in enumerate(lay.walls):
@@ -791,8 +873,8 @@ def _scan_path(lay: _Layout, rng: np.random.Generator, count: int, cam_height: t
     ok = (pts[:, 0] > robot_radius) & (pts[:, 0] < lay.width - robot_radius) & \
          (pts[:, 1] > robot_radius) & (pts[:, 1] < lay.depth - robot_radius)
     for obj in lay.objects:
-        if obj.instance < 0 or obj.position[2] > 1.0:
-            continue   # walls and floor, or wall-mounted above the robot
+        if obj.position[2] > 1.0:
+            continue   # wall-mounted above the robot, or clutter up on furniture
         box = obj.rectangle()
         local = (pts - box.center) @ box.axes().T
         ok &= ~((np.abs(local) <= box.half + robot_radius).all(axis=1))
@@ -819,9 +901,9 @@ def _scan_path(lay: _Layout, rng: np.random.Generator, count: int, cam_height: t
 
 def make_room(seed: int, room_type: str | None = None, *, num_viewpoints: int = 12,
               cam_height: tuple[float, float] = (1.2, 1.6), max_instances: int = 40,
-              class_table: "Path | str" = CLASS_TABLE,
+              clutter: bool = True, class_table: "Path | str" = CLASS_TABLE,
               furniture_dir: "Path | str" = FURNITURE_DIR) -> Room:
-    """The room of ``seed``: type (random unless given), size, furniture, scan path."""
+    """The room of ``seed``: type (random unless given), size, furniture, clutter, scan path."""
     rng = np.random.default_rng(seed)
     kind = room_type or ROOM_TYPES[int(rng.integers(len(ROOM_TYPES)))]
     if kind not in ROOM_TYPES:
@@ -846,16 +928,9 @@ def make_room(seed: int, room_type: str | None = None, *, num_viewpoints: int = 
         lay.picture()
     target = int(np.clip(lay.width * lay.depth * rng.uniform(0.4, 0.9), 5, max_instances))
     _fill(lay, target)
-    # Trim to the instance budget (keeps doors and windows, which came first).
-    kept, count = [], 0
-    for o in lay.objects:
-        if o.instance >= 0:
-            if count >= max_instances:
-                continue
-            o.instance = count
-            count += 1
-        kept.append(o)
-    lay.objects = kept
+    lay.trim(max_instances)
+    if clutter:
+        _clutter(lay)
     objects = [*_wall_meshes(lay, rng), _floor(lay, rng), *lay.objects]
     viewpoints = _scan_path(lay, rng, num_viewpoints, cam_height)
     return Room(kind, lay.width, lay.depth, lay.height, objects, viewpoints)
