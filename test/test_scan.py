@@ -1,4 +1,5 @@
-"""Simulated scanning: even sampling, exact occlusion, labels, range noise, determinism."""
+"""Simulated scanning: even sampling, exact occlusion, labels, range noise, fusion artefacts,
+determinism."""
 from __future__ import annotations
 
 import numpy as np
@@ -74,8 +75,57 @@ def test_range_noise_and_determinism():
     again = scan_room(room, seed=1)
     np.testing.assert_array_equal(noisy.points, again.points)
     np.testing.assert_array_equal(noisy.colors, again.colors)
-    assert len(noisy) == len(exact)
     floor = exact.semantic == CLASS_NAMES.index("floor")
     assert np.abs(exact.points[floor, 2]).max() < 1e-6
-    dz = np.abs(noisy.points[floor, 2])
+    z = noisy.points[noisy.semantic == CLASS_NAMES.index("floor"), 2]
+    dz = np.abs(z - np.median(z))                      # one view: its drift moves all alike
     assert 5e-4 < np.median(dz) < 0.02                 # millimetres, growing with range
+
+
+def _floor_near_each_view(scan):
+    """Floor points near the first viewpoint (x < 1.5) and behind the cabinet, seen only from
+    the second (x > 2.4, |y - 2| < 0.5)."""
+    floor = scan.semantic == CLASS_NAMES.index("floor")
+    x, y = scan.points[:, 0], scan.points[:, 1]
+    return floor & (x < 1.5), floor & (x > 2.4) & (np.abs(y - 2.0) < 0.5)
+
+
+def test_each_view_has_its_own_exposure_and_pose_drift():
+    room = _room([[0.5, 2.0, 1.4], [3.6, 3.6, 1.4]])
+    exposure, drift = [], []
+    for seed in range(8):
+        scan = scan_room(room, seed=seed)
+        a, b = _floor_near_each_view(scan)
+        assert a.sum() > 300 and b.sum() > 300
+        grey = scan.colors.astype(float).mean(axis=1)
+        exposure.append(abs(np.log(grey[a].mean() / grey[b].mean())))
+        drift.append(abs(scan.points[a, 2].mean() - scan.points[b, 2].mean()))
+    assert sum(e > 0.03 for e in exposure) >= 5, exposure     # one grey floor, two brightnesses
+    assert sum(d > 0.001 for d in drift) >= 5, drift          # one flat floor, two heights
+    exact = scan_room(room, seed=0, noise_scale=0.0)
+    a, b = _floor_near_each_view(exact)
+    assert exact.points[a | b, 2].max() == exact.points[a | b, 2].min() == 0.0
+
+
+def _floor_cell_counts(scan, cell: float = 0.05) -> np.ndarray:
+    """Floor points per ``cell`` square of the 4 x 4 m floor."""
+    xy = scan.points[scan.semantic == CLASS_NAMES.index("floor"), :2]
+    ij = np.clip(np.floor(xy / cell).astype(int), 0, int(4 / cell) - 1)
+    counts = np.zeros((int(4 / cell),) * 2, int)
+    np.add.at(counts, (ij[:, 0], ij[:, 1]), 1)
+    return counts
+
+
+def test_holes_drop_patches_and_two_views_double_some_points():
+    one = _room([[0.5, 2.0, 1.4]])
+    exact, noisy = scan_room(one, seed=3, noise_scale=0.0), scan_room(one, seed=3)
+    assert len(noisy) < len(exact)
+    counts = [_floor_cell_counts(s) for s in (exact, noisy)]
+    full = np.ones_like(counts[0], bool)
+    for dx in (-1, 0, 1):    # cells whose neighbours are full too: drift cannot empty them
+        for dy in (-1, 0, 1):
+            full &= np.roll(counts[0], (dx, dy), axis=(0, 1)) >= 4
+    assert full.sum() > 500 and (counts[1][full] == 0).sum() >= 3     # holes, not thinning
+    two = _room([[0.5, 2.0, 1.4], [3.6, 3.6, 1.4]])
+    counts = [len(scan_room(two, seed=s)) - len(scan_room(two, seed=s, noise_scale=0.0)) for s in range(4)]
+    assert max(counts) > 0, counts                           # repeats outnumber the holes somewhere

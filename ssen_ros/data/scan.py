@@ -12,8 +12,14 @@
    furniture against walls, floor under beds, insides of cabinets) are dropped.
 3. Each seen point moves along the ray from the first viewpoint that saw it by Gaussian range
    noise with the Kinect model sigma(d) = 1.2 mm + 1.9 mm * (d - 0.4 m)² (Nguyen et al. 2012),
-   and gets its material colour (texture or diffuse) with simple shading, a per-room white
-   balance and per-point colour noise.
+   and gets its material colour (texture or diffuse) with simple shading.
+4. Real maps are fused from many camera frames, and show it; so, cheaply: each viewpoint has
+   its own exposure and white balance (on a per-room balance), applied to the points it saw
+   first; colours get a per-room contrast, a blotchy texture (noise per few-cm cell) and
+   per-point noise; each viewpoint's points are offset by a small pose drift, and a share of
+   points is repeated with the next viewpoint's drift, so surfaces seen from two places come
+   out doubled; small patches are dropped as holes. ``noise_scale`` scales the geometric part
+   (range noise, drift, doubling, holes): 0 gives exact surfaces.
 
 Why Embree: ray casting is exact, where a per-viewpoint spherical z-buffer over the samples
 is not (near surfaces are too sparse to cover their bins, so farther ones leak through, while
@@ -148,9 +154,10 @@ def scan_room(room: Room, seed: int, *, spacing: float = 0.02, noise_scale: floa
 
     first = np.full(len(points), np.inf)       # distance from the first viewpoint that saw it
     ray = np.zeros((len(points), 3))           # unit ray from that viewpoint
+    viewer = np.full(len(points), -1)          # index of that viewpoint
     remaining = np.arange(len(points))
     lo, hi = np.radians(ELEVATION)
-    for view in room.viewpoints:
+    for v, view in enumerate(room.viewpoints):
         delta = points[remaining] - view
         dist = np.sqrt(np.einsum("ij,ij->i", delta, delta))
         sin_elev = delta[:, 2] / np.maximum(dist, 1e-9)
@@ -167,6 +174,7 @@ def scan_room(room: Room, seed: int, *, spacing: float = 0.02, noise_scale: floa
         visible = hit == -1
         first[idx[visible]] = d[visible]
         ray[idx[visible]] = direction[visible]
+        viewer[idx[visible]] = v
         remaining = remaining[~np.isfinite(first[remaining])]
     seen = np.flatnonzero(np.isfinite(first))
 
@@ -175,7 +183,47 @@ def scan_room(room: Room, seed: int, *, spacing: float = 0.02, noise_scale: floa
     out_points = points[seen] + ray[seen] * (rng.normal(size=len(seen)) * sigma)[:, None]
     light = np.array([0.3, 0.2, 1.0]) / np.linalg.norm([0.3, 0.2, 1.0])
     shade = 0.6 + 0.4 * np.abs(normals[seen] @ light)
+    rgb = np.concatenate(cols)[seen] * shade[:, None]
+    labels = np.stack([np.concatenate(sem)[seen], np.concatenate(ins)[seen]], axis=1)
+    out_points, rgb, labels, view = _fused(out_points, rgb, labels, viewer[seen], len(room.viewpoints),
+                                           rng, noise_scale)
+    rgb = _camera_colors(rgb, view, out_points, len(room.viewpoints), rng)
+    return Scan(out_points.astype(np.float32), np.clip(rgb, 0, 255).astype(np.uint8), labels[:, 0], labels[:, 1])
+
+
+def _fused(points: np.ndarray, rgb: np.ndarray, labels: np.ndarray, view: np.ndarray, views: int,
+           rng: np.random.Generator, noise_scale: float, drift: float = 0.004,
+           doubled: tuple[float, float] = (0.0, 0.1), holes: tuple[float, float] = (0.01, 0.05)
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fusion artefacts: each view's points shifted by its pose drift (about ``drift`` m per axis,
+    at most 3x), a per-room share in ``doubled`` repeated with the next view's drift, and a
+    per-room share in ``holes`` of small square patches (two grids, 6-20 cm) dropped."""
+    offsets = np.clip(rng.normal(0, drift, (views, 3)), -3 * drift, 3 * drift) * noise_scale
+    share = rng.uniform(*doubled) * noise_scale if views > 1 else 0.0
+    again = np.flatnonzero(rng.random(len(points)) < share)
+    view = np.concatenate([view, (view[again] + 1) % views])
+    points = np.concatenate([points, points[again]]) + offsets[view]
+    rgb, labels = np.concatenate([rgb, rgb[again]]), np.concatenate([labels, labels[again]])
+    drop = np.zeros(len(points), bool)
+    for _ in range(2):
+        cell = rng.uniform(0.06, 0.2)
+        keys = np.floor((points + rng.uniform(0, cell, 3)) / cell).astype(np.int64)
+        _, cell_of = np.unique(keys, axis=0, return_inverse=True)
+        drop |= (rng.random(cell_of.max(initial=-1) + 1) < rng.uniform(*holes) * noise_scale / 2)[cell_of.ravel()]
+    keep = ~drop
+    return points[keep], rgb[keep], labels[keep], view[keep]
+
+
+def _camera_colors(rgb: np.ndarray, view: np.ndarray, points: np.ndarray, views: int,
+                   rng: np.random.Generator, cell: float = 0.04) -> np.ndarray:
+    """Colours as fused camera frames give them: a per-room balance times each view's exposure
+    and white balance, a per-room contrast about the mean, a blotchy texture (a random gain
+    per ``cell``) and per-point noise."""
     balance = rng.uniform(0.88, 1.08) * rng.uniform(0.97, 1.03, 3)
-    rgb = np.concatenate(cols)[seen] * shade[:, None] * balance + rng.normal(0, 3.0, (len(seen), 3))
-    return Scan(out_points.astype(np.float32), np.clip(rgb, 0, 255).astype(np.uint8),
-                np.concatenate(sem)[seen], np.concatenate(ins)[seen])
+    gains = balance * rng.uniform(0.75, 1.2, (views, 1)) * rng.uniform(0.92, 1.08, (views, 3))
+    rgb = rgb * gains[view]
+    mean = rgb.mean(axis=0) if len(rgb) else np.zeros(3)
+    rgb = mean + (rgb - mean) * rng.uniform(1.1, 1.5)
+    _, cell_of = np.unique(np.floor(points / cell).astype(np.int64), axis=0, return_inverse=True)
+    blotch = 1.0 + rng.uniform(0.03, 0.12) * rng.standard_normal(cell_of.max(initial=-1) + 1)
+    return rgb * blotch[cell_of.ravel(), None] + rng.normal(0, rng.uniform(3.0, 8.0), rgb.shape)
