@@ -16,7 +16,8 @@ import numpy as np
 from ssen_ros.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES
 from ssen_ros.data.dataset import Scene, load_scene
 from ssen_ros.evaluate import Prediction, Result, evaluate_scenes
-from ssen_ros.segmenter import Segmentation, Segmenter
+from ssen_ros.segmentation import Segmentation
+from ssen_ros.segmenter import Segmenter
 
 
 @dataclass

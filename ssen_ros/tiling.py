@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from ssen_ros.classes import NUM_CLASSES
 from ssen_ros.instances import instance_record
-from ssen_ros.segmenter import Segmentation
+from ssen_ros.segmentation import Segmentation
 from ssen_ros.voxel import column_bounds
 
 MERGE_IOU = 0.5

@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ssen_ros.data.augment import grey_colors, rotation_x, shift_colors
+from ssen_ros.data.augment import grey_colors, shift_colors
 from ssen_ros.data.dataset import Scene
+from ssen_ros.rotations import rotation_x
 
 COLOR_CHOICES = ("keep", "none", "grey", "shift")
 
