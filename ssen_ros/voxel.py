@@ -11,7 +11,7 @@ dtype, so the voxel of a float64 point is exact to float64 rounding even at ±10
 
 Grouping packs the three relative indices into one int64 key (21 bits each) and sorts it with
 ``np.argsort``: measured faster than ``np.unique`` or ``torch.unique`` on 1M points (see
-``ssen bench io``), and far faster than ``np.unique(axis=0)``.
+``python -m benchmarks io``), and far faster than ``np.unique(axis=0)``.
 """
 from __future__ import annotations
 

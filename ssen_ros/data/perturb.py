@@ -1,7 +1,8 @@
 """Fixed changes of a labelled scene, as real maps differ from our rooms: no colour, grey, a
 camera colour shift, lower density, position noise, a tilt, far from the origin.
 
-``ssen bench robustness`` scores the test rooms under each; ``ssen bench real`` without colour.
+``python -m benchmarks robustness`` scores the test rooms under each; ``python -m benchmarks real``
+without colour.
 Each scene draws its own random values from the seed and its name, so a run repeats.
 """
 from __future__ import annotations

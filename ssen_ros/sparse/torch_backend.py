@@ -6,7 +6,7 @@ Every convolution here is one primitive over a :class:`~ssen_ros.sparse.kernel_m
 stride-2 convolution and its transpose use the down-sampling map, in which every fine voxel
 has exactly one coarse partner.
 
-Speed and memory (measured in ``ssen bench sparse``):
+Speed and memory (measured by ``python -m benchmarks sparse``):
 - output rows are processed in tiles of a few MB of pairs: one gather of the inputs, one
   matmul per offset, then ``embedding_bag`` sums each output row's products and the centre
   matmul is added as the tile is written (no serial scatter-add; each output row written
@@ -142,7 +142,7 @@ def set_tile_workers(count: int) -> None:
     Give torch one intra-op thread (``torch.set_num_threads(1)``) when using this: the tiles
     then run in parallel while every op inside runs single-threaded. That avoids the wake-up of
     OpenMP's threads at each of the thousands of small ops per forward, which with
-    ``OMP_WAIT_POLICY=PASSIVE`` made 2 intra-op threads slower than one (``ssen bench sparse``).
+    ``OMP_WAIT_POLICY=PASSIVE`` made 2 intra-op threads slower than one (``python -m benchmarks sparse``).
     The weight gradient (training) stays in the calling thread.
     """
     if count < 1:

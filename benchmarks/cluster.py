@@ -1,6 +1,6 @@
 """Clustering speed and accuracy (paper §III-B): 'fast' vs 'exact' HDBSCAN, in one run.
 
-``ssen bench cluster`` writes ``benchmarks/cluster.md`` with three parts:
+``python -m benchmarks cluster`` writes ``benchmarks/cluster.md`` with three parts:
 
 1. **Test rooms.** The held-out synthetic test rooms segmented with the same weights, once with
    each clustering method: clustering seconds per scene and ScanNet AP / AP50 / AP25 from
@@ -27,9 +27,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ssen_ros.bench import peak_rss_mb, write_results
+from benchmarks import REPO, peak_rss_mb, write_results
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SCENES = REPO / "data" / "rooms" / "test"
 
 
@@ -226,7 +225,7 @@ def main(argv: "list[str] | None" = None) -> int:
     from ssen_ros.config import ClusterConfig
     from ssen_ros.data.dataset import find_scenes
 
-    parser = argparse.ArgumentParser(prog="ssen bench cluster", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks cluster", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="default", help="weights file for the test-room part")
     parser.add_argument("--scenes", type=Path, default=DEFAULT_SCENES, help="folder of test scenes")
     parser.add_argument("--max-scenes", type=int, default=0, help="use only the first N scenes (0: all)")

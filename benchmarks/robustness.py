@@ -1,6 +1,6 @@
 """Scores of a weights file on the synthetic test rooms under the changes real maps show.
 
-``ssen bench robustness [--weights PATH] [--data data/rooms/test] [--limit N]`` scores the rooms
+``python -m benchmarks robustness [--weights PATH] [--data data/rooms/test] [--limit N]`` scores the rooms
 as generated, then under each :class:`ssen_ros.data.perturb.Perturbation` (no colour, grey,
 camera colour shift, 30 % and 10 % density, 1.5 cm noise, 3 degree tilt, 120 m from the origin),
 one row each with its AP50 difference to the clean row, and writes ``benchmarks/robustness.md``.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ssen_ros import checkpoint
-from ssen_ros.bench import write_results
+from benchmarks import write_results
 from ssen_ros.config import SegmenterConfig
 from ssen_ros.data.dataset import find_scenes
 from ssen_ros.data.perturb import Perturbation
@@ -31,7 +31,7 @@ PERTURBATIONS = (
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ssen bench robustness")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks robustness")
     parser.add_argument("--weights", default="default")
     parser.add_argument("--data", default="data/rooms/test")
     parser.add_argument("--limit", type=int, default=20)
