@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "ssen_ros"
 OPTIONAL = {"MinkowskiEngine", "spconv"}
 """Optional engines of ``ssen_ros.sparse``: a backend module may not import where they are absent."""
@@ -132,3 +134,12 @@ def test_modules_outside_ros_import_without_rclpy():
     report = json.loads(out.stdout.splitlines()[-1])
     assert report["rclpy_loaded_by"] == []
     assert set(report["skipped"]) <= {"ssen_ros.sparse.minkowski_backend", "ssen_ros.sparse.spconv_backend"}
+
+
+@pytest.mark.ros
+def test_the_node_loads_no_optional_dependency():
+    """The node runs on setup.py's install_requires alone: no extra is imported with it."""
+    code = ("import sys, ssen_ros.ros.node, ssen_ros.segmenter; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'embreex', 'PIL', 'tensorboard'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    assert out.stdout.split()[-1] == "[]"

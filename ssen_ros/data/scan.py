@@ -35,6 +35,7 @@ import numpy as np
 
 from ssen_ros.data.furniture import Mesh
 from ssen_ros.data.room import Room
+from ssen_ros.rotations import rotation_z
 
 MIN_RANGE, MAX_RANGE = 0.3, 5.0
 ELEVATION = (-65.0, 40.0)
@@ -111,11 +112,6 @@ def _voxel_keep(points: np.ndarray, spacing: float) -> np.ndarray:
     return np.sort(first)
 
 
-def _rotation(yaw: float) -> np.ndarray:
-    c, s = math.cos(yaw), math.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
 def scan_room(room: Room, seed: int, *, spacing: float = 0.02, noise_scale: float = 1.0,
               max_range: float = MAX_RANGE) -> Scan:
     """Scan ``room`` from its viewpoints; deterministic for a given ``seed``."""
@@ -123,12 +119,12 @@ def scan_room(room: Room, seed: int, *, spacing: float = 0.02, noise_scale: floa
         from embreex import rtcore_scene
         from embreex.mesh_construction import TriangleMesh
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("scanning needs the 'embreex' package (pip install embreex)") from e
+        raise ImportError("scanning needs the 'embreex' package (pip install 'ssen_ros[synthetic]')") from e
 
     rng = np.random.default_rng(seed)
     pts, cols, nrm, sem, ins, tris = [], [], [], [], [], []
     for obj in room.objects:
-        rot = _rotation(obj.yaw)
+        rot = rotation_z(obj.yaw)
         local, face, bary = sample_surface(obj.mesh, spacing, rng)
         keep = np.arange(len(local)) if obj.mesh.quad_pairs else \
             _voxel_keep(local @ rot.T + obj.position, spacing)
