@@ -9,7 +9,7 @@
    (``neighbours: 0``) in place of the k-nearest-neighbour tree, to show what that choice costs.
 2. **Scaling.** Synthetic 8-D embeddings shaped like trained SSEN output (balls of radius about
    delta_pull = 0.1 around means at least 2 * delta_push = 1.0 apart, 40 % of them within
-   1.0-1.1 of a neighbour; 3 % scattered outliers; FACTS §7), 100k to 1M foreground voxels,
+   1.0-1.1 of a neighbour; 3 % scattered outliers), 100k to 1M foreground voxels,
    with the cluster sizes the segmenter uses at the weights' voxel size. Goal: <= 0.5 s at 100k
    on 2 cores, near-linear to 1M; up to ``--exact-max`` also 'fast' with the Boruvka tree and
    'exact'. Reports ARI against the truth and the share of true

@@ -1,4 +1,4 @@
-"""The ScanNet 3D instance segmentation benchmark, with the official rules (FACTS §3).
+"""The ScanNet 3D instance segmentation benchmark, with the official rules.
 
 Follows ScanNet's ``BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py`` rule for rule:
 

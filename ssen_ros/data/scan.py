@@ -17,13 +17,8 @@
 
 Why Embree: ray casting is exact, where a per-viewpoint spherical z-buffer over the samples
 is not (near surfaces are too sparse to cover their bins, so farther ones leak through, while
-big bins hide points beside depth edges). Measured on one 5.8 x 6.9 m office (0.6 M samples,
-12 viewpoints, 2 busy cores), in one comparison loop: Embree 2.6 s, 333 k points seen (the
-loop below, which skips points already seen, takes about 0.6 s); a numpy z-buffer (3 cm
-depth tolerance) took 1.3-1.6 s but with 0.01 / 0.02 /
-0.04 rad bins marked 149 k / 71 k / 30 k hidden points visible and missed 10 k / 39 k /
-100 k visible ones. ``embreex`` is a 45 MB wheel; open3d's RaycastingScene would do the same
-for a ~400 MB dependency.
+big bins hide points beside depth edges; docs/measurements.md has the comparison). ``embreex``
+is a small wheel; open3d's RaycastingScene would do the same for a far larger dependency.
 Implements no paper equation; it makes the input the paper's method sees (§III-A).
 """
 from __future__ import annotations
