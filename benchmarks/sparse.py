@@ -69,7 +69,8 @@ def _spconv_unet(arch: str, in_channels: int, out_channels: int) -> torch.nn.Mod
 
     from ssen_ros.models import ARCHITECTURES
 
-    sp_ops.get_current_stream = lambda: 0  # its CPU backward asks for a CUDA stream (spconv.pytorch.ops calls get_current_stream() unconditionally)
+    # Its CPU backward asks for a CUDA stream: spconv.pytorch.ops calls get_current_stream() unconditionally.
+    sp_ops.get_current_stream = lambda: 0
     a = ARCHITECTURES[arch]
 
     def bn(c: int) -> nn.Module:

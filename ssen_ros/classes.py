@@ -1,4 +1,7 @@
-"""The 20 ScanNet benchmark classes (the benchmark's classes as in ScanNet's ``BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py``; train ids as in the authors' code, 96lives/ssen at ec4006e): names, nyu40 ids, background set, colours.
+"""The 20 ScanNet benchmark classes: names, nyu40 ids, background set, colours.
+
+Sources: ScanNet's ``BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py`` for the
+benchmark's classes; the authors' code (96lives/ssen at ec4006e) for the 20 train ids.
 
 Everything in the project speaks in *train ids* 0..19 (the index into ``CLASS_NAMES``);
 ``-1`` / ``IGNORE_LABEL`` marks unlabelled points. nyu40 ids appear only at the

@@ -1,4 +1,5 @@
-"""Score a segmenter on labelled scenes: semantic mIoU and the ScanNet instance AP (ScanNet's ``BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py``).
+"""Score a segmenter on labelled scenes: semantic mIoU and the ScanNet instance AP (ScanNet's
+``BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py``).
 
 Used by training's periodic validation, ``ssen evaluate --weights`` and the benchmarks, so that
 every number the project reports comes from the same path: the whole pipeline on each scene,

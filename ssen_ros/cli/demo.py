@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _ros_environment() -> None:
-    """An isolated DDS domain on this machine, with the large-cloud Fast DDS profile (``config/fastdds.xml`` says why)."""
+    """An isolated DDS domain on this machine, with the large-cloud Fast DDS profile
+    (``config/fastdds.xml`` says why)."""
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     profile = Path(__file__).resolve().parents[2] / "config" / "fastdds.xml"

@@ -10,7 +10,8 @@ footprint is centred on the origin and the bottom sits at z = 0 (add ``elevation
 placing). Colours come from the MTL materials: the texture (``map_Kd``) where there is one,
 else the diffuse colour ``Kd``; opacity ``d`` is kept so that glass can be left out of scans.
 
-This is the data source of the synthetic rooms (Debian's ``sweethome3d-furniture``, see docs/synthetic_rooms.md); it implements no paper equation.
+This is the data source of the synthetic rooms (Debian's ``sweethome3d-furniture``, see
+docs/synthetic_rooms.md); it implements no paper equation.
 """
 from __future__ import annotations
 
