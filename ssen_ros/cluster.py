@@ -63,11 +63,7 @@ class EmbeddingClusterer:
     """
 
     def __init__(self, config: ClusterConfig = ClusterConfig()):
-        if config.method not in ("fast", "exact"):
-            raise ValueError(f"cluster.method must be 'fast' or 'exact', got {config.method!r}")
-        if config.min_cluster_size < 2:
-            raise ValueError(f"cluster.min_cluster_size must be >= 2, got {config.min_cluster_size}")
-        self.config = config
+        self.config = config  # ClusterConfig checks its own settings
 
     def fit_predict(self, embeddings: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(embeddings, dtype=np.float64)

@@ -13,11 +13,14 @@ from typing import Any
 
 import yaml
 
-from ssen_ros.classes import BACKGROUND_CLASSES
+from ssen_ros.classes import BACKGROUND_CLASSES, class_ids
 
 
 class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names the key."""
+
+
+CLUSTER_METHODS = ("fast", "exact")
 
 
 @dataclass
@@ -64,6 +67,17 @@ class ClusterConfig:
     seed: int = 0
     """'fast' only: seed of the sample, so results repeat."""
 
+    def __post_init__(self) -> None:
+        if self.method not in CLUSTER_METHODS:
+            raise ConfigError(f"cluster.method must be one of {list(CLUSTER_METHODS)}, got {self.method!r}")
+        # HDBSCAN needs two points to form a cluster; the other counts are sizes or lengths.
+        for name, least in (("min_cluster_size", 2), ("min_samples", 0), ("sample_size", 1), ("neighbours", 0)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"cluster.{name} must be >= {least}, got {getattr(self, name)}")
+        for name in ("assign_radius", "split_distance"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"cluster.{name} must be >= 0, got {getattr(self, name)}")
+
 
 @dataclass
 class SegmenterConfig:
@@ -105,6 +119,18 @@ class SegmenterConfig:
     """Margin in metres that each tile adds on every side: context for the points near its
     edge, and the band where the pieces of an object cut by a tile border are matched."""
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("crop_min", "crop_max"):
+            corner = getattr(self, name)
+            if len(corner) not in (0, 3):
+                raise ConfigError(f"{name} must be empty or [x, y, z], got {corner}")
+        if self.crop_min and self.crop_max and not all(lo < hi for lo, hi in zip(self.crop_min, self.crop_max)):
+            raise ConfigError(f"crop_min {self.crop_min} must be below crop_max {self.crop_max} on every axis")
+        try:
+            class_ids(self.background_classes)
+        except ValueError as exc:
+            raise ConfigError(f"background_classes: {exc}") from exc
 
 
 @dataclass

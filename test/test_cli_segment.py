@@ -189,3 +189,11 @@ def test_evaluate_needs_a_submission_or_data_but_not_both(tmp_path, capsys):
     assert "give PRED_DIR GT_DIR, or --data DIR" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), str(tmp_path), "--data", str(tmp_path)]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_bad_crop_in_the_config_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("crop_min: [0.0, 0.0]\n")
+    assert segment(tmp_path / "missing.ply", "-o", tmp_path / "out", "--config", tmp_path / "c.yaml") == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"ssen segment: {tmp_path / 'c.yaml'}: crop_min must be empty or [x, y, z], "
+                                        "got [0.0, 0.0]"]
