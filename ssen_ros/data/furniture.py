@@ -398,7 +398,7 @@ PLACEMENTS = ("seat", "free", "wall", "bedside", "kitchen", "high", "table", "co
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class FurnitureModel:
     """A usable model: its catalog entry, train id (``classes.CLASS_NAMES``), placement."""
 
     entry: CatalogEntry
@@ -408,7 +408,7 @@ class ModelSpec:
 
 
 def load_class_table(path: "Path | str" = CLASS_TABLE,
-                     furniture_dir: "Path | str" = FURNITURE_DIR) -> tuple[ModelSpec, ...]:
+                     furniture_dir: "Path | str" = FURNITURE_DIR) -> tuple[FurnitureModel, ...]:
     """The mapped rows of the class table (rows with an empty class are excluded models)."""
     import csv
 
@@ -433,5 +433,5 @@ def load_class_table(path: "Path | str" = CLASS_TABLE,
         if row["placement"] not in PLACEMENTS:
             raise FurnitureError(f"{path}:{n}: unknown placement {row['placement']!r}; one of {PLACEMENTS}")
         entry = find_entry(row["library"], row["model"], furniture_dir)
-        specs.append(ModelSpec(entry, CLASS_NAMES.index(name), row["placement"], row["licence"]))
+        specs.append(FurnitureModel(entry, CLASS_NAMES.index(name), row["placement"], row["licence"]))
     return tuple(specs)
