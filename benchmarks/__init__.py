@@ -13,9 +13,13 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+from ssen_ros import checkpoint
 from ssen_ros.report import write_report
+
+if TYPE_CHECKING:
+    from ssen_ros.segmenter import Segmenter
 
 RESULTS_DIR = Path(__file__).resolve().parent
 REPO = RESULTS_DIR.parent
@@ -37,6 +41,13 @@ def time_call(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> flo
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (Linux ru_maxrss is KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def weights_line(weights: str, segmenter: "Segmenter") -> str:
+    """One sentence naming the weights file a segmenter loaded: architecture, voxel size, inputs, step."""
+    spec = segmenter.spec
+    return (f"Weights: `{checkpoint.resolve(weights).name}` ({spec.arch}, {spec.voxel_size} m voxels, "
+            f"{spec.in_channels} input channels, step {segmenter.meta.get('step', '?')}).")
 
 
 def write_results(name: str, title: str, body: str, suffix: str = "") -> Path:

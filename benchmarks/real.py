@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssen_ros import checkpoint
-from benchmarks import write_results
+from benchmarks import weights_line, write_results
 from ssen_ros.config import SegmenterConfig
 from ssen_ros.data.dataset import find_scenes
 from ssen_ros.data.perturb import Perturbation
@@ -35,9 +34,7 @@ def main(argv: list[str]) -> int:
         tables.append(f"Per class, {name}:\n\n```\n{scores.instance.table()}\n```\n\n"
                       f"Semantic IoU per class, {name}: {scores.class_iou_line()}")
         print(rows[-1], flush=True)
-    spec = segmenter.spec
-    body = (f"Weights: `{checkpoint.resolve(args.weights).name}` ({spec.arch}, {spec.voxel_size} m voxels, "
-            f"{spec.in_channels} input channels, step {segmenter.meta.get('step', '?')}).\n\n"
+    body = (weights_line(args.weights, segmenter) + "\n\n"
             f"Scenes: {len(scenes)} real scans under `{args.data}` ({', '.join(p.name.split('_vert')[0] for p in scenes)}), "
             "whole pipeline with the default settings on the CPU.\n\n"
             + table_header("input") + "\n"

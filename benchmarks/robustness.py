@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssen_ros import checkpoint
-from benchmarks import write_results
+from benchmarks import weights_line, write_results
 from ssen_ros.config import SegmenterConfig
 from ssen_ros.data.dataset import find_scenes
 from ssen_ros.data.perturb import Perturbation
@@ -44,9 +43,7 @@ def main(argv: list[str]) -> int:
         clean = scores.instance.ap50 if clean is None else clean
         rows.append(f"{scores.row(name)} {scores.instance.ap50 - clean:+.3f} |")
         print(rows[-1], flush=True)
-    spec = segmenter.spec
-    body = (f"Weights: `{checkpoint.resolve(args.weights).name}` ({spec.arch}, {spec.voxel_size} m voxels, "
-            f"{spec.in_channels} input channels, step {segmenter.meta.get('step', '?')}).\n\n"
+    body = (weights_line(args.weights, segmenter) + "\n\n"
             f"Scenes: the first {len(scenes)} synthetic rooms of `{args.data}`, each change drawn per "
             "room from a fixed seed; whole pipeline with the default settings on the CPU. The goal: "
             "every row's AP50 within 0.05 of the clean row.\n\n"
