@@ -32,14 +32,18 @@ setup(
         "plyfile",
         "rosbags",
         "tqdm",
-        "matplotlib",
-        "transforms3d",
         "pyyaml",
         "python-neo-lzf",  # LZF for binary_compressed PCD: prebuilt wheels, module `lzf`
-        "embreex==4.4.0.post1",  # Embree ray casting for the simulated scans (ssen generate)
-        "tensorboard",  # training scalars
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    # What only some commands need; the node runs without any of them.
+    extras_require={
+        "figures": ["matplotlib"],  # ssen segment / ssen demo: instance colours and segmentation.png
+        # ssen generate: Embree ray casting for the simulated scans, furniture textures
+        "synthetic": ["embreex==4.4.0.post1", "pillow"],
+        "train": ["tensorboard", "matplotlib"],  # training scalars, the learning curve
+        "all": ["matplotlib", "embreex==4.4.0.post1", "pillow", "tensorboard"],
+        "test": ["pytest", "hypothesis", "transforms3d"],  # transforms3d: test_markers' quaternions
+    },
     # ssen_node needs rclpy and the generated messages (scripts/setup.sh or colcon provide them).
     entry_points={"console_scripts": ["ssen = ssen_ros.cli:main", "ssen_node = ssen_ros.ros.node:main"]},
 )

@@ -6,7 +6,8 @@ Arguments: ``input_topic`` (the map to segment, remapped onto the node's ``map_c
 ``device`` (auto | cpu | cuda), ``params_file`` (default: the installed config/ssen.yaml) and
 ``fastdds_profile`` (the Fast DDS profile for large clouds the node's participant uses; default:
 $FASTDDS_DEFAULT_PROFILES_FILE if set, else the installed config/fastdds.xml). The publisher of
-large maps needs the same profile (FACTS: the default 0.5 MB shared-memory segment loses them).
+large maps needs the same profile (Fast DDS's default 0.5 MB shared-memory segment loses them;
+see config/fastdds.xml).
 """
 import os
 

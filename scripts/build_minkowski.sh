@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build MinkowskiEngine 0.5.4 CPU-only from the PyPI sdist and install it into a venv
-# (FACTS.md §5). Usage: scripts/build_minkowski.sh [VENV]   (default: <repo>/.venv)
+# (the recipe is in the notes below). Usage: scripts/build_minkowski.sh [VENV]   (default: <repo>/.venv)
 #
 # - The built wheel is cached in ${SSEN_CACHE:-$HOME/.cache/ssen_ros}/wheels/<key>/, keyed by
 #   ME version, Python tag and torch version; a cached wheel skips the ~12 min build.

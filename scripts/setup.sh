@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything ssen_ros needs, inside the repository: Debian packages, the virtual
 # environment .venv with torch==2.13.0 (CPU), the ROS 2 Kilted wheels from PyPI, the generated
-# Instance/InstanceArray messages, and ssen_ros itself (editable, with the test extras).
+# Instance/InstanceArray messages, and ssen_ros itself (editable, with every extra).
 #
 # Idempotent: each step leaves a stamp in .venv/.ssen_setup/ holding a hash of its inputs and is
 # skipped while that hash is unchanged, so a second run takes a few seconds. Deleting .venv
@@ -111,11 +111,12 @@ if ! step_done msgs "$MSG_KEY" || [ ! -f ssen_ros/msg/__init__.py ]; then
   mark_done msgs "$MSG_KEY"
 fi
 
-# 6. ssen_ros itself, editable, with its dependencies (setup.py) and the test extras ---------------
+# 6. ssen_ros itself, editable, with its dependencies (setup.py), every optional extra (synthetic
+# rooms, training, figures: the tests use them all) and the test extras ------------------------------
 PKG_KEY=$(key_of setup.py pyproject.toml)
 if ! step_done package "$PKG_KEY"; then
-  log "pip install -e .[test]"
-  pip_install -e ".[test]"
+  log "pip install -e .[all,test]"
+  pip_install -e ".[all,test]"
   mark_done package "$PKG_KEY"
 fi
 

@@ -14,5 +14,5 @@ ssen generate data/rooms/val --split val --count 40
 ssen generate data/rooms/test --split test --count 100
 ssen train config/train_demo.yaml
 ssen train config/train_real.yaml --export ssen_ros/weights/ssen_demo.pt
-ssen bench weights --limit 100
-ssen bench robustness
+ssen evaluate --data data/rooms/test --limit 100
+python -m benchmarks robustness

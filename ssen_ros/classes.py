@@ -1,4 +1,7 @@
-"""The 20 ScanNet benchmark classes (FACTS §2-3): names, nyu40 ids, background set, colours.
+"""The 20 ScanNet benchmark classes: names, nyu40 ids, background set, colours.
+
+Sources: ScanNet's ``BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py`` for the
+benchmark's classes; the authors' code (96lives/ssen at ec4006e) for the 20 train ids.
 
 Everything in the project speaks in *train ids* 0..19 (the index into ``CLASS_NAMES``);
 ``-1`` / ``IGNORE_LABEL`` marks unlabelled points. nyu40 ids appear only at the
@@ -25,7 +28,7 @@ BACKGROUND_CLASSES: tuple[str, ...] = ("wall", "floor")
 """Classes that are not instances: the embedding network never sees them (paper §III)."""
 
 INSTANCE_NYU40_IDS: tuple[int, ...] = tuple(i for i in NYU40_IDS if i not in (1, 2))
-"""The 18 classes of the ScanNet instance benchmark (FACTS §3)."""
+"""The 18 classes of the ScanNet instance benchmark (``VALID_CLASS_IDS`` of the benchmark script)."""
 
 # ScanNet's own visualisation palette (util.py create_color_palette) for the 20 classes.
 CLASS_COLORS = np.array([

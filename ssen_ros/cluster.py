@@ -3,7 +3,7 @@
 Two methods, chosen by ``ClusterConfig.method``:
 
 - ``exact``: the authors' call, ``hdbscan.HDBSCAN(min_cluster_size=200, allow_single_cluster=True)``
-  on every embedding. Its cost grows as N^1.7 (FACTS §7: ~15 s at 100k on one core).
+  on every embedding. Its cost grows faster than linearly in N (``python -m benchmarks cluster``).
 - ``fast``: HDBSCAN on a uniform random sample of ``sample_size`` embeddings, with
   ``min_cluster_size`` and ``min_samples`` scaled by the sampling fraction, then every embedding
   takes the cluster of its nearest sampled cluster member (KD-tree), or stays unclaimed if none
@@ -28,9 +28,9 @@ Two methods, chosen by ``ClusterConfig.method``:
   (``neighbours``; :func:`_knn_single_linkage`: one KD-tree query and scipy's minimum spanning
   tree), then hands it to the ``hdbscan`` package's own condensing and excess-of-mass
   selection. The tree is exact wherever the graph holds its edges (only links between far-apart
-  groups can be missing); 2.5x faster than the package's Boruvka tree on a 10k sample. The
-  same neighbour lists decide most of the stray-member checks (:func:`_dense_members`)
-  without a second KD-tree query (test rooms: 0.128 -> 0.110 s per room, same labels).
+  groups can be missing), and cheaper than the package's Boruvka tree (``neighbours: 0``,
+  compared in ``python -m benchmarks cluster``). The same neighbour lists decide most of the
+  stray-member checks (:func:`_dense_members`) without a second KD-tree query.
 
 The ``hdbscan`` package is the reference implementation the authors used; scipy's cKDTree does
 the nearest-neighbour queries.
@@ -51,7 +51,8 @@ from ssen_ros.config import ClusterConfig
 
 MAX_ROUNDS = 2
 """'fast' clusters at most this many samples: the first, then one of what it left unclaimed
-(measured on 1M synthetic embeddings: a third round found 2 more of 741 instances for +0.8 s)."""
+(a third round finds only instances too small to be hit by either sample, at the cost of another
+HDBSCAN run)."""
 
 
 class EmbeddingClusterer:
@@ -62,11 +63,7 @@ class EmbeddingClusterer:
     """
 
     def __init__(self, config: ClusterConfig = ClusterConfig()):
-        if config.method not in ("fast", "exact"):
-            raise ValueError(f"cluster.method must be 'fast' or 'exact', got {config.method!r}")
-        if config.min_cluster_size < 2:
-            raise ValueError(f"cluster.min_cluster_size must be >= 2, got {config.min_cluster_size}")
-        self.config = config
+        self.config = config  # ClusterConfig checks its own settings
 
     def fit_predict(self, embeddings: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(embeddings, dtype=np.float64)

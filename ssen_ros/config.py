@@ -13,11 +13,14 @@ from typing import Any
 
 import yaml
 
-from ssen_ros.classes import BACKGROUND_CLASSES
+from ssen_ros.classes import BACKGROUND_CLASSES, class_ids
 
 
 class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names the key."""
+
+
+CLUSTER_METHODS = ("fast", "exact")
 
 
 @dataclass
@@ -48,21 +51,32 @@ class ClusterConfig:
     min_samples: int = 0
     """HDBSCAN min_samples, scaled like min_cluster_size; 0 means equal to min_cluster_size."""
     sample_size: int = 10000
-    """'fast' only: how many embeddings HDBSCAN sees (all of them when there are fewer). 10000
-    clusters 100k embeddings in 1/18 of exact HDBSCAN's time on 2 cores, with the test-room AP
-    above 'exact' for every sample seed tried (+0.032 on average; benchmarks/cluster.md)."""
+    """'fast' only: how many embeddings HDBSCAN sees (all of them when there are fewer). A sample
+    shows every instance it hits a few times, so the cost stops growing with the map while the
+    instances stay the same."""
     assign_radius: float = 0.3
     """'fast' only: an embedding farther than this from every cluster's sampled members is noise."""
     split_distance: float = 0.7
     """'fast' only: a cluster whose HDBSCAN leaf sub-clusters have embedding means farther apart than
-    this is split (the loss pushes instance means 1.0 apart, eq. 2); 0 never splits. 0.7-0.9 gave
-    the best AP on 40 validation rooms (0.5: 0.017 AP50 less); benchmarks/weights*.md show it off."""
+    this is split (the loss pushes instance means 1.0 apart, eq. 2, and pulls points within 0.1
+    of their mean, eq. 4); 0 never splits."""
     neighbours: int = 8
     """'fast' only: HDBSCAN's spanning tree is taken over each sampled embedding's this many
-    nearest neighbours (``ssen_ros.cluster._knn_single_linkage``); 0: the ``hdbscan`` package's
-    exact Boruvka tree, 2-3x slower on a 10k sample."""
+    nearest neighbours (exact wherever the graph holds the tree's edges); 0: the ``hdbscan``
+    package's exact Boruvka tree, which costs more."""
     seed: int = 0
     """'fast' only: seed of the sample, so results repeat."""
+
+    def __post_init__(self) -> None:
+        if self.method not in CLUSTER_METHODS:
+            raise ConfigError(f"cluster.method must be one of {list(CLUSTER_METHODS)}, got {self.method!r}")
+        # HDBSCAN needs two points to form a cluster; the other counts are sizes or lengths.
+        for name, least in (("min_cluster_size", 2), ("min_samples", 0), ("sample_size", 1), ("neighbours", 0)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"cluster.{name} must be >= {least}, got {getattr(self, name)}")
+        for name in ("assign_radius", "split_distance"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"cluster.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -76,8 +90,8 @@ class SegmenterConfig:
     device: str = "auto"
     """'auto' (CUDA when available, else CPU), 'cpu' or 'cuda'."""
     backend: str = "torch"
-    """Sparse-conv engine: 'torch' (plain PyTorch, ours: measured faster, benchmarks/sparse.md),
-    'minkowski' (MinkowskiEngine 0.5.4), or 'auto' (MinkowskiEngine when it imports, else torch)."""
+    """Sparse-conv engine: 'torch' (plain PyTorch, ours: no compiler, CPU and CUDA), 'minkowski'
+    (MinkowskiEngine 0.5.4, the paper's engine), or 'auto' (MinkowskiEngine when it imports, else torch)."""
     threads: int = 0
     """CPU threads for the networks (0: OMP_NUM_THREADS, else every core). The torch backend
     shares each convolution's tiles out to them and sets torch's intra-op threads to 1, process-wide."""
@@ -95,16 +109,28 @@ class SegmenterConfig:
     """Instances with fewer input points than this are dropped."""
     score_half_area: float = 0.25
     """Square metres of surface at which an instance's score is half its class probability:
-    score = probability x A / (A + score_half_area), so fragments rank below whole objects
-    (``ssen_ros.instances``); 0: the class probability alone."""
+    score = probability x A / (A + score_half_area), so fragments rank below whole objects;
+    0: the class probability alone."""
     tile_size: float = 8.0
     """Large maps are segmented in square xy tiles of at most this edge in metres, to bound
-    memory (``ssen_ros.tiling``); a cloud whose xy extent fits one tile plus its margins is
+    memory; a cloud whose xy extent fits one tile plus its margins is
     segmented whole. 0 never tiles."""
     tile_overlap: float = 1.0
     """Margin in metres that each tile adds on every side: context for the points near its
     edge, and the band where the pieces of an object cut by a tile border are matched."""
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("crop_min", "crop_max"):
+            corner = getattr(self, name)
+            if len(corner) not in (0, 3):
+                raise ConfigError(f"{name} must be empty or [x, y, z], got {corner}")
+        if self.crop_min and self.crop_max and not all(lo < hi for lo, hi in zip(self.crop_min, self.crop_max)):
+            raise ConfigError(f"crop_min {self.crop_min} must be below crop_max {self.crop_max} on every axis")
+        try:
+            class_ids(self.background_classes)
+        except ValueError as exc:
+            raise ConfigError(f"background_classes: {exc}") from exc
 
 
 @dataclass

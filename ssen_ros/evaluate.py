@@ -1,4 +1,4 @@
-"""The ScanNet 3D instance segmentation benchmark, with the official rules (FACTS §3).
+"""The ScanNet 3D instance segmentation benchmark, with the official rules.
 
 Follows ScanNet's ``BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py`` rule for rule:
 
@@ -368,11 +368,12 @@ def write_submission(folder: "Path | str", scene: str, predictions: Sequence[Pre
 def read_submission(path: "Path | str", num_points: int | None = None) -> list[tuple[np.ndarray, int, float]]:
     """(mask, nyu40 id, score) per line of a submission ``{scene}.txt``, in file order.
 
-    Like upstream: masks must lie inside the submission folder; a mask file named twice
-    counts once (its last line wins, at its first position).
+    Like upstream: a mask path must name a file inside the submission folder (no ``..`` out of
+    it), though symlinks in the folder may lead anywhere, as the official script follows them; a
+    mask file named twice counts once (its last line wins, at its first position).
     """
     path = Path(path)
-    root = path.parent.resolve()
+    root = os.path.normpath(path.parent.absolute())
     try:
         lines = path.read_text().splitlines()
     except OSError as e:
@@ -387,9 +388,10 @@ def read_submission(path: "Path | str", num_points: int | None = None) -> list[t
                                   f"got {line!r}")
         if os.path.isabs(parts[0]):
             raise EvaluationError(f"{path}:{n}: mask path {parts[0]!r} must be relative")
-        mask_file = (path.parent / parts[0]).resolve()
-        if os.path.commonpath([mask_file, root]) != str(root):
+        named = os.path.normpath(os.path.join(root, parts[0]))  # '..' taken by name, links kept
+        if os.path.commonpath([named, root]) != root:
             raise EvaluationError(f"{path}:{n}: mask {parts[0]!r} points outside {root}")
+        mask_file = Path(named).resolve()
         try:
             entries[mask_file] = (int(float(parts[1])), float(parts[2]))
         except ValueError as e:

@@ -3,17 +3,14 @@
 Kang et al., "Decoupling Representation and Classifier for Long-Tailed Recognition" (ICLR 2020):
 a network trained on long-tailed data learns good features, but its last layer favours the
 frequent classes. Re-fitting only that layer on the frozen network's features, with the classes
-re-weighted, recovers the rare ones. In our synthetic rooms a refrigerator is rare (25k training
-voxels against 470k of cabinet, which it resembles at 5 cm), and the shipped weights called 72 %
-of refrigerator points cabinet.
+re-weighted, recovers the rare ones. In our synthetic rooms a refrigerator is rare and resembles
+a cabinet at 5 cm, and the weights before the re-fit called most refrigerator points cabinet.
 
 Here the semantic network's final 1x1 layer (paper Fig. 2, the per-voxel class scores) is fitted
 again by full-batch Adam on eval-mode features of one augmented pass over the training scenes,
 with cross-entropy weighted by (class frequency)^-alpha: alpha 0 keeps the data's balance, 1
-weighs every class equally. A sweep on 40 validation rooms from the step-7500 weights (AP50 /
-mIoU, whole pipeline): no re-fit 0.829 / 0.772; alpha 0 0.843 / 0.772; 0.25 0.861 / 0.765;
-0.5 0.848 / 0.742; 1 0.821 / 0.660. With alpha 0.25 on the step-7500 weights: 100 test rooms
-AP50 0.770 -> 0.786, AP 0.638 -> 0.637, mIoU 0.750 -> 0.759; refrigerator AP50 0.00 -> 0.29.
+weighs every class equally; the default was chosen by a sweep on the validation rooms
+(docs/training.md).
 """
 from __future__ import annotations
 

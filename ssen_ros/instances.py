@@ -1,13 +1,11 @@
 """Instance records: from clusters to objects with a class, a score and boxes (paper §III-B).
 
-The authors' code does not say how a cluster gets its class and confidence (FACTS §2). We use
+The authors' code (96lives/ssen at ec4006e) does not say how a cluster gets its class and confidence. We use
 the majority vote of the semantic network's per-voxel predictions inside the cluster. The score
 is the mean softmax probability of that class over the cluster's voxels, times a size
 confidence A / (A + half_area), A the cluster's surface (voxels x voxel area): a fragment of an
 object, or a speck of noise that formed a cluster, ranks below whole objects of the same class
-confidence. With the shipped weights, AP50 without / with it: 0.814 / 0.859 on 40 validation
-rooms (benchmarks/weights_val.md), 0.745 / 0.804 on the 100 test rooms (benchmarks/weights.md);
-half areas of 1 to 30 times the minimum cluster size were within 0.006 AP50 of each other.
+confidence; ``ssen evaluate --data`` measures its share (the row with ``score_half_area`` 0).
 Boxes are in the frame of the input points: an axis-aligned box, and an oriented box whose yaw
 is the minimum-area rectangle of the footprint (rotating calipers on the xy convex hull), with
 z extents from the points; objects stand on the floor, so yaw about z is the freedom that

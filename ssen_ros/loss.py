@@ -6,7 +6,8 @@
     l_i    = 1/|E_i| * sum_{e in E_i} [||mu_i - e|| - delta_pull]_+               (eq. 4)
 
 The paper names the pull term L_inter and the push term L_intra; we use the usual names.
-Conventions (FACTS §2; the authors' code differs from the printed equations by constants):
+Conventions (the authors' ``compute_loss`` in ``models/base.py``, 96lives/ssen at ec4006e,
+differs from the printed equations by constants):
 - eq. 3 is taken as the authors' code computes it: the weights w_i sum to 1 and there is no
   extra 1/|I| factor, so L_pull is a weighted mean of the l_i.
 - eq. 2 is taken as printed: the mean over ordered pairs. The authors' code divides by twice

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ssen_ros.classes import CLASS_COLORS, CLASS_NAMES
+from ssen_ros.rotations import rotation_z
 
 VIEWS = ("top", "oblique")
 
@@ -64,12 +65,11 @@ def _view_matrix(view: str) -> np.ndarray:
         return np.eye(3)
     if view == "oblique":
         yaw, pitch = np.radians(-30.0), np.radians(35.0)
-        rz = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
         # Camera looking from -y (south), raised by `pitch`: screen up mixes z and y.
         rx = np.array([[1, 0, 0],
                        [0, np.sin(pitch), np.cos(pitch)],
                        [0, -np.cos(pitch), np.sin(pitch)]])
-        return rx @ rz
+        return rx @ rotation_z(yaw)
     raise ValueError(f"unknown view {view!r}; choose from {VIEWS}")
 
 

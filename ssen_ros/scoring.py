@@ -1,4 +1,5 @@
-"""Score a segmenter on labelled scenes: semantic mIoU and the ScanNet instance AP (FACTS §3).
+"""Score a segmenter on labelled scenes: semantic mIoU and the ScanNet instance AP (ScanNet's
+``BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py``).
 
 Used by training's periodic validation, ``ssen evaluate --weights`` and the benchmarks, so that
 every number the project reports comes from the same path: the whole pipeline on each scene,
@@ -16,7 +17,8 @@ import numpy as np
 from ssen_ros.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES
 from ssen_ros.data.dataset import Scene, load_scene
 from ssen_ros.evaluate import Prediction, Result, evaluate_scenes
-from ssen_ros.segmenter import Segmentation, Segmenter
+from ssen_ros.segmentation import Segmentation
+from ssen_ros.segmenter import Segmenter
 
 
 @dataclass

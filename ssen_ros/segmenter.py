@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Iterator, Optional
 
 import numpy as np
@@ -19,10 +19,12 @@ from ssen_ros import checkpoint
 from ssen_ros.classes import class_ids
 from ssen_ros.cluster import EmbeddingClusterer
 from ssen_ros.config import ClusterConfig, SegmenterConfig
-from ssen_ros.data.augment import rotation_z
 from ssen_ros.features import colors_to_features, with_coordinates
-from ssen_ros.instances import Instance, make_instances
+from ssen_ros.instances import make_instances
+from ssen_ros.rotations import rotation_z
+from ssen_ros.segmentation import Segmentation
 from ssen_ros.sparse import SparseTensor, use_cpu_threads
+from ssen_ros.tiling import segment_tiled, tile_grid
 from ssen_ros.voxel import voxelize
 
 log = logging.getLogger("ssen_ros")
@@ -33,28 +35,6 @@ REFERENCE_VOXEL = 0.02
 
 class SegmenterError(ValueError):
     """The input cannot be segmented; the message says why."""
-
-
-@dataclass
-class Segmentation:
-    """Per-point labels (-1: background, noise or outside the crop) and the instance records."""
-
-    semantic: np.ndarray
-    instance: np.ndarray
-    instances: list[Instance]
-    timings: dict[str, float] = field(default_factory=dict)
-    """Seconds per stage, plus 'total'."""
-    num_voxels: int = 0
-    num_foreground_voxels: int = 0
-    num_tiles: int = 1
-    """Tiles the cloud was segmented in (``ssen_ros.tiling``); voxel counts are summed over them."""
-
-    def point_scores(self) -> np.ndarray:
-        """Each point's instance score (0 where it is in no instance)."""
-        ids = np.array([inst.id for inst in self.instances], dtype=np.int64)
-        table = np.zeros(int(max(ids.max(initial=-1), self.instance.max(initial=-1))) + 2, dtype=np.float32)
-        table[ids + 1] = [inst.score for inst in self.instances]
-        return table[self.instance + 1]  # index 0 holds the -1 points
 
 
 def pick_device(requested: str) -> torch.device:
@@ -96,8 +76,6 @@ class Segmenter:
                  progress: bool = False) -> Segmentation:
         """Segment one cloud; a map wider than ``config.tile_size`` is segmented tile by tile
         (``ssen_ros.tiling``). ``progress`` shows a bar over stages or tiles on stderr."""
-        from ssen_ros.tiling import segment_tiled, tile_grid  # tiling builds on this module
-
         t_start = time.perf_counter()
         points = np.asarray(points)
         if points.ndim != 2 or points.shape[1] != 3:

@@ -25,8 +25,8 @@ What happens at tile borders:
   its margin) and that matched nothing disappears.
 
 The defaults (8 m cores, 1 m margins) keep a typical room inside one core, so most objects are
-never cut; the 1 m margin exceeds the 0.8 m cells of the UNets' coarsest level at 5 cm voxels,
-and a 10 x 10 m tile at 5 cm holds about 1e5 voxels (measured in ``benchmarks/pipeline.md``).
+never cut; the 1 m margin exceeds the 0.8 m cells of the UNets' coarsest level at 5 cm voxels
+(``python -m benchmarks pipeline`` measures a tiled map's memory).
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from ssen_ros.classes import NUM_CLASSES
 from ssen_ros.instances import instance_record
-from ssen_ros.segmenter import Segmentation
+from ssen_ros.segmentation import Segmentation
 from ssen_ros.voxel import column_bounds
 
 MERGE_IOU = 0.5

@@ -3,7 +3,7 @@
 Per step, on a batch of scenes:
 - the semantic network trains with cross-entropy (ignore label -1);
 - the embedding network trains with the SSEN loss (eqs. 1-4, ``ssen_ros.loss``) on the voxels
-  of a foreground mask picked at random, as the authors' code does (FACTS §2): predicted ∪
+  of a foreground mask picked at random, as the authors' code does (96lives/ssen at ec4006e): predicted ∪
   ground-truth foreground, ground-truth foreground only, or predicted foreground only;
 - Adam (lr 1e-4), lr x0.8 every 10k steps, gradient norm clipped at 0.5 (the paper's recipe,
   ``config/train_paper.yaml``).

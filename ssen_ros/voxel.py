@@ -1,6 +1,6 @@
 """Voxelisation of point clouds and the point <-> voxel maps (paper §IV: 2 cm voxels).
 
-A point ``p`` falls in the voxel ``floor(p / voxel_size)`` (the authors' code, FACTS §2).
+A point ``p`` falls in the voxel ``floor(p / voxel_size)`` (the authors' code, 96lives/ssen at ec4006e).
 ``voxelize`` returns one entry per occupied voxel with the mean of its points' features and the
 point -> voxel ``inverse`` map; ``devoxelize`` spreads per-voxel values back to the points.
 
@@ -10,8 +10,8 @@ index of voxel ``i`` is ``coords[i] + origin``. Points are divided in float64 wh
 dtype, so the voxel of a float64 point is exact to float64 rounding even at ±10 km.
 
 Grouping packs the three relative indices into one int64 key (21 bits each) and sorts it with
-``np.argsort``: measured faster than ``np.unique`` or ``torch.unique`` on 1M points (see
-``ssen bench io``), and far faster than ``np.unique(axis=0)``.
+``np.argsort``, which avoids ``np.unique(axis=0)``'s row-wise comparisons
+(``python -m benchmarks io`` times it).
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Voxels:
 
 def column_bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-column minimum and maximum of an (N, D) array with a few columns, column by column:
-    numpy's ``min(0)`` along the short axis of an (N, 3) array is 5-30x slower."""
+    numpy's ``min(0)`` along the short axis of an (N, 3) array is several times slower."""
     columns = a.T
     return np.array([c.min() for c in columns]), np.array([c.max() for c in columns])
 

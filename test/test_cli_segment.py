@@ -168,3 +168,32 @@ def test_console_exit_code_for_a_missing_file(tmp_path):
                            "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no.pcd: no such file or folder" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_evaluate_weights_scores_every_configuration_and_writes_the_report(tmp_path, weights, scene, capsys):
+    write_scene(tmp_path / "val", scene)
+    report = tmp_path / "weights_val.md"
+    assert main(["evaluate", "--data", str(tmp_path / "val"), "--weights", str(weights), "--limit", "1",
+                 "--output", str(report)]) == 0
+    text = report.read_text()
+    assert text.startswith("# Shipped weights on the rooms of ")
+    assert "Produced by `ssen evaluate " in text and "Scenes: the first 1 synthetic rooms" in text
+    rows = [line.split(" |")[0] for line in text.splitlines() if line.startswith("| fast") or line.startswith("| exact")]
+    assert rows == ["| fast (defaults)", "| exact", "| fast, no chained-cluster split (split_distance 0)",
+                    "| fast, score without size factor (score_half_area 0)"]
+    assert f"wrote {report}" in capsys.readouterr().out
+
+
+def test_evaluate_needs_a_submission_or_data_but_not_both(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "give PRED_DIR GT_DIR, or --data DIR" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_bad_crop_in_the_config_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("crop_min: [0.0, 0.0]\n")
+    assert segment(tmp_path / "missing.ply", "-o", tmp_path / "out", "--config", tmp_path / "c.yaml") == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"ssen segment: {tmp_path / 'c.yaml'}: crop_min must be empty or [x, y, z], "
+                                        "got [0.0, 0.0]"]

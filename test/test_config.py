@@ -34,3 +34,47 @@ def test_flatten_names_every_leaf_with_a_description():
     assert from_dict(SegmenterConfig, unflatten(flat)) == SegmenterConfig()
     docs = field_docs(SegmenterConfig)
     assert set(flat) <= set(docs), set(flat) - set(docs)
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    ({"crop_min": [0.0, 0.0]}, r"crop_min must be empty or \[x, y, z\], got \[0.0, 0.0\]"),
+    ({"crop_max": [1.0, 1.0, 1.0, 1.0]}, r"crop_max must be empty or \[x, y, z\]"),
+    ({"crop_min": [0.0, 0.0, 5.0], "crop_max": [1.0, 1.0, 1.0]}, r"crop_min \[0.0, 0.0, 5.0\] must be below crop_max"),
+    ({"background_classes": ["wall", "sofaa"]}, r"background_classes: unknown class name\(s\) \['sofaa'\]"),
+])
+def test_segmenter_config_checks_its_fields_together(kwargs, reason):
+    with pytest.raises(ConfigError, match=reason):
+        SegmenterConfig(**kwargs)
+    with pytest.raises(ConfigError, match=reason):  # the same from YAML / ROS parameters
+        from_dict(SegmenterConfig, kwargs)
+    SegmenterConfig(crop_min=[0.0, 0.0, 0.0], crop_max=[1.0, 1.0, 1.0], background_classes=["wall"])
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    ({"method": "kmeans"}, r"cluster.method must be one of \['fast', 'exact'\], got 'kmeans'"),
+    ({"min_cluster_size": 1}, r"cluster.min_cluster_size must be >= 2, got 1"),
+    ({"min_samples": -1}, r"cluster.min_samples must be >= 0"),
+    ({"sample_size": 0}, r"cluster.sample_size must be >= 1"),
+    ({"neighbours": -1}, r"cluster.neighbours must be >= 0"),
+    ({"assign_radius": -0.1}, r"cluster.assign_radius must be >= 0"),
+    ({"split_distance": -1.0}, r"cluster.split_distance must be >= 0"),
+])
+def test_cluster_config_checks_its_settings(kwargs, reason):
+    from ssen_ros.config import ClusterConfig
+    with pytest.raises(ConfigError, match=reason):
+        ClusterConfig(**kwargs)
+    with pytest.raises(ConfigError, match=reason):
+        from_dict(SegmenterConfig, {"cluster": kwargs})
+
+
+def test_validating_a_config_builds_no_clusterer(monkeypatch):
+    import ssen_ros.cluster
+    from ssen_ros.config import ClusterConfig
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a config check built a clusterer")
+
+    monkeypatch.setattr(ssen_ros.cluster.EmbeddingClusterer, "__init__", refuse)
+    with pytest.raises(ConfigError, match="cluster.method"):
+        ClusterConfig(method="kmeans")
+    SegmenterConfig(cluster=ClusterConfig(method="exact", min_cluster_size=2))

@@ -256,3 +256,18 @@ def test_cli_with_official_ground_truth_files(tmp_path, capsys):
     (tmp_path / "gt" / "scene0000_00.txt").write_text("0\n" * 10)
     assert ssen(["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt")]) == 2
     assert "lines but the scene has 10 points" in capsys.readouterr().err
+
+
+def test_submission_may_link_its_masks_elsewhere_but_not_name_a_way_out(tmp_path):
+    s = Scene()
+    chair = s.add(CHAIR, 300)
+    write_submission(tmp_path / "elsewhere", "sc", [Prediction(s.mask(chair), CHAIR, 0.5)])
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "pred_mask").symlink_to(tmp_path / "elsewhere" / "pred_mask")
+    (tmp_path / "sub" / "sc.txt").write_text((tmp_path / "elsewhere" / "sc.txt").read_text())
+    [(mask, nyu, score)] = read_submission(tmp_path / "sub" / "sc.txt", len(s.mask(chair)))
+    assert mask.sum() == 300 and score == 0.5
+    (tmp_path / "sub" / "sc.txt").write_text("pred_mask/../../elsewhere/pred_mask/sc_000.txt 5 0.5\n")
+    with pytest.raises(EvaluationError, match="points outside"):
+        read_submission(tmp_path / "sub" / "sc.txt")
+

@@ -53,7 +53,15 @@ def test_crop_and_nonfinite_points_get_minus_one(weights):
 
 def test_rotation_averaging_runs(weights):
     pts, cols = room(2000)
-    assert segmenter(weights, tta_rotations=3)(pts, cols).semantic.min() >= 0
+    plain = segmenter(weights)(pts, cols)
+    seg = segmenter(weights, tta_rotations=3)
+    calls = []
+    forward = seg.semantic_net.forward
+    seg.semantic_net.forward = lambda x: calls.append(len(x.features)) or forward(x)
+    averaged = seg(pts, cols)
+    assert averaged.semantic.min() >= 0
+    assert len(calls) == 3 and calls[0] == averaged.num_voxels  # the cloud, then 2 turned copies
+    assert (averaged.semantic != plain.semantic).any()
 
 
 def test_bad_inputs_are_named(weights):

@@ -9,7 +9,8 @@ from ssen_ros.classes import CLASS_NAMES
 from ssen_ros.config import ClusterConfig, SegmenterConfig
 from ssen_ros.data.generate import generate_scene
 from ssen_ros.instances import instance_record
-from ssen_ros.segmenter import Segmentation, Segmenter
+from ssen_ros.segmentation import Segmentation
+from ssen_ros.segmenter import Segmenter
 from ssen_ros.tiling import segment_tiled, tile_grid
 
 BACKGROUND = [CLASS_NAMES.index("wall"), CLASS_NAMES.index("floor")]

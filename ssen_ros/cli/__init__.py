@@ -15,10 +15,9 @@ import sys
 SUBCOMMANDS = {
     # name: (module, one-line help)
     "generate": ("ssen_ros.cli.generate", "make labelled synthetic rooms in ScanNet format"),
-    "evaluate": ("ssen_ros.cli.evaluate", "score predictions with the ScanNet instance benchmark"),
+    "evaluate": ("ssen_ros.cli.evaluate", "score a submission or a weights file with the ScanNet instance benchmark"),
     "segment": ("ssen_ros.cli.segment", "segment a PLY/PCD/ScanNet/rosbag2 cloud into instances"),
     "train": ("ssen_ros.cli.train", "train the semantic and embedding networks"),
-    "bench": ("ssen_ros.cli.bench", "run a benchmark and write its numbers to benchmarks/"),
     "demo": ("ssen_ros.cli.demo", "run the node on the bundled map and write what it published"),
 }
 

@@ -15,8 +15,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ssen_ros.ros.demo import NodeOutputs
 
 DEMO_MAP = Path(__file__).resolve().parents[1] / "data" / "demo_map.pcd"
 NODE = "ssen_node"
@@ -30,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _ros_environment() -> None:
-    """An isolated DDS domain on this machine, with the large-cloud Fast DDS profile (FACTS §4)."""
+    """An isolated DDS domain on this machine, with the large-cloud Fast DDS profile
+    (``config/fastdds.xml`` says why)."""
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     profile = Path(__file__).resolve().parents[2] / "config" / "fastdds.xml"
@@ -51,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
                                "--count", "60", "--rate", "0.1", "--linger", "-1"],
                               stdout=subprocess.DEVNULL)
     try:
-        received = _receive(node, args.timeout)
+        from ssen_ros.ros.demo import receive  # the only part of the demo that needs rclpy
+
+        received = receive(NODE, node, args.timeout)
     finally:
         for proc in (player, node):
             proc.send_signal(signal.SIGINT)
@@ -63,68 +69,28 @@ def run(args: argparse.Namespace) -> int:
     if received is None:
         print(f"ssen demo: no result from {NODE} (see its log above)", file=sys.stderr)
         return 1
-    return _report(args, *received)
+    return _report(args, received)
 
 
-def _receive(node: subprocess.Popen, timeout: float):
-    """(labeled cloud, instance array, marker count) from the node, or None if it failed."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from sensor_msgs.msg import PointCloud2
-    from visualization_msgs.msg import MarkerArray
-
-    from ssen_ros.msg import InstanceArray
-    from ssen_ros.ros.convert import qos_profile
-
-    rclpy.init()
-    got: dict = {}
-    try:
-        listener = rclpy.create_node("ssen_demo")
-        latched = qos_profile("reliable", "transient_local", 1)
-        for name, kind in (("labeled_cloud", PointCloud2), ("instances", InstanceArray),
-                           ("markers", MarkerArray)):
-            listener.create_subscription(kind, f"/{NODE}/{name}",
-                                         lambda msg, name=name: got.__setitem__(name, msg), latched)
-        deadline = time.monotonic() + timeout
-        while len(got) < 3 and time.monotonic() < deadline and node.poll() is None:
-            rclpy.spin_once(listener, timeout_sec=0.2)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return None
-    finally:
-        rclpy.try_shutdown()
-    if len(got) < 3:
-        return None
-    return got["labeled_cloud"], got["instances"], len(got["markers"].markers)
-
-
-def _report(args: argparse.Namespace, cloud_msg, array_msg, num_markers: int) -> int:
+def _report(args: argparse.Namespace, received: "NodeOutputs") -> int:
     import numpy as np
 
     from ssen_ros.cli.segment import summary_table, write_outputs
     from ssen_ros.config import SegmenterConfig
     from ssen_ros.evaluate import evaluate_scenes
-    from ssen_ros.instances import Instance
     from ssen_ros.io import read_cloud
-    from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
     from ssen_ros.scoring import predictions
-    from ssen_ros.segmenter import Segmentation
+    from ssen_ros.segmentation import Segmentation
 
-    cloud = cloud_from_pointcloud2(cloud_msg)
-    instances = [Instance(id=m.id, class_id=m.class_id, class_name=m.class_name, score=m.score,
-                          point_count=m.point_count, centroid=(m.centroid.x, m.centroid.y, m.centroid.z),
-                          aabb_center=(m.aabb_center.x, m.aabb_center.y, m.aabb_center.z),
-                          aabb_size=(m.aabb_size.x, m.aabb_size.y, m.aabb_size.z),
-                          obb_center=(m.obb_center.x, m.obb_center.y, m.obb_center.z), obb_yaw=m.obb_yaw,
-                          obb_size=(m.obb_size.x, m.obb_size.y, m.obb_size.z))
-                 for m in array_msg.instances]
+    cloud, instances = received.cloud, received.instances
     result = Segmentation(cloud.fields["label"].astype(np.int64), cloud.fields["instance"].astype(np.int64),
-                          instances, {"total": float(array_msg.processing_time)})
-    info = {"path": str(args.map), "frame_id": cloud_msg.header.frame_id, "points": len(cloud),
-            "markers": num_markers}
+                          instances, {"total": received.processing_time})
+    info = {"path": str(args.map), "frame_id": received.frame_id, "points": len(cloud),
+            "markers": received.num_markers}
     paths = write_outputs(args.out, cloud.points, result, info, SegmenterConfig(weights=args.weights))
     print(summary_table(result))
     print(f"{NODE} published {len(cloud):,} labelled points, {len(instances)} instances and "
-          f"{num_markers} markers in frame '{cloud_msg.header.frame_id}'")
+          f"{received.num_markers} markers in frame '{received.frame_id}'")
     truth = read_cloud(args.map)
     if {"label", "instance"} <= set(truth.fields) and len(truth) == len(cloud):
         score = evaluate_scenes([(truth.fields["label"].astype(np.int64),

@@ -6,19 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from ssen_ros.config import AugmentConfig
+from ssen_ros.rotations import rotation_x, rotation_z
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 """ITU-R BT.601 luma weights: the grey a camera's monochrome channel sees."""
-
-
-def rotation_z(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def rotation_x(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
 
 
 def shift_colors(features: np.ndarray, gamma: float, gain: np.ndarray) -> np.ndarray:

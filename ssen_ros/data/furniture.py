@@ -10,7 +10,8 @@ footprint is centred on the origin and the bottom sits at z = 0 (add ``elevation
 placing). Colours come from the MTL materials: the texture (``map_Kd``) where there is one,
 else the diffuse colour ``Kd``; opacity ``d`` is kept so that glass can be left out of scans.
 
-This is the data source of the synthetic rooms (FACTS §6); it implements no paper equation.
+This is the data source of the synthetic rooms (Debian's ``sweethome3d-furniture``, see
+docs/synthetic_rooms.md); it implements no paper equation.
 """
 from __future__ import annotations
 
@@ -400,7 +401,7 @@ CLUTTER = "clutter"
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class FurnitureModel:
     """A usable model: its catalog entry, train id (``classes.CLASS_NAMES``; ``IGNORE_LABEL``
     for clutter), placement."""
 
@@ -411,7 +412,7 @@ class ModelSpec:
 
 
 def load_class_table(path: "Path | str" = CLASS_TABLE,
-                     furniture_dir: "Path | str" = FURNITURE_DIR) -> tuple[ModelSpec, ...]:
+                     furniture_dir: "Path | str" = FURNITURE_DIR) -> tuple[FurnitureModel, ...]:
     """The mapped rows of the class table (rows with an empty class are excluded models;
     rows of class ``clutter`` are props with the ignore label)."""
     import csv
@@ -438,5 +439,5 @@ def load_class_table(path: "Path | str" = CLASS_TABLE,
             raise FurnitureError(f"{path}:{n}: unknown placement {row['placement']!r}; one of {PLACEMENTS}")
         entry = find_entry(row["library"], row["model"], furniture_dir)
         label = IGNORE_LABEL if name == CLUTTER else CLASS_NAMES.index(name)
-        specs.append(ModelSpec(entry, label, row["placement"], row["licence"]))
+        specs.append(FurnitureModel(entry, label, row["placement"], row["licence"]))
     return tuple(specs)

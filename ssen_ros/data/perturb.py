@@ -1,7 +1,8 @@
 """Fixed changes of a labelled scene, as real maps differ from our rooms: no colour, grey, a
 camera colour shift, lower density, position noise, a tilt, far from the origin.
 
-``ssen bench robustness`` scores the test rooms under each; ``ssen bench real`` without colour.
+``python -m benchmarks robustness`` scores the test rooms under each; ``python -m benchmarks real``
+without colour.
 Each scene draws its own random values from the seed and its name, so a run repeats.
 """
 from __future__ import annotations
@@ -11,8 +12,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ssen_ros.data.augment import grey_colors, rotation_x, shift_colors
+from ssen_ros.data.augment import grey_colors, shift_colors
 from ssen_ros.data.dataset import Scene
+from ssen_ros.rotations import rotation_x
 
 COLOR_CHOICES = ("keep", "none", "grey", "shift")
 

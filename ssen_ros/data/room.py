@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ssen_ros.classes import CLASS_NAMES, IGNORE_LABEL
-from ssen_ros.data.furniture import (CLASS_TABLE, FURNITURE_DIR, Material, Mesh, ModelSpec,
+from ssen_ros.data.furniture import (CLASS_TABLE, FURNITURE_DIR, FurnitureModel, Material, Mesh,
                                      load_class_table, load_mesh)
 from ssen_ros.data.props import Level, Supports, box_mesh, merge, plain, random_prop, shift
 
@@ -230,7 +230,7 @@ class _Opening:
 class _Layout:
     """Mutable state while a room is being furnished."""
 
-    def __init__(self, rng: np.random.Generator, specs: tuple[ModelSpec, ...], room_type: str,
+    def __init__(self, rng: np.random.Generator, specs: tuple[FurnitureModel, ...], room_type: str,
                  width: float, depth: float, height: float, thickness: float,
                  furniture_dir: "Path | str"):
         self.rng = rng
@@ -251,7 +251,7 @@ class _Layout:
         self.openings: list[_Opening] = []
 
     # -- model choice --------------------------------------------------------------------
-    def pick(self, placement: str, label: str | None = None, max_width: float = 99.0) -> ModelSpec | None:
+    def pick(self, placement: str, label: str | None = None, max_width: float = 99.0) -> FurnitureModel | None:
         cands = [s for s in self.specs if s.placement == placement
                  and (label is None or s.label == _LABEL[label]) and s.entry.width <= max_width]
         return cands[int(self.rng.integers(len(cands)))] if cands else None
@@ -282,7 +282,7 @@ class _Layout:
             self.owners.append(len(self.objects) - 1)
         return obj
 
-    def add_model(self, spec: ModelSpec, xy: np.ndarray, yaw: float, z: float | None = None,
+    def add_model(self, spec: FurnitureModel, xy: np.ndarray, yaw: float, z: float | None = None,
                   ignore: tuple[int, ...] = (), check: bool = True) -> Placed | None:
         e = spec.entry
         z = e.elevation if z is None else z
@@ -311,7 +311,7 @@ class _Layout:
         self.boxes, self.owners = [b for b, _ in pairs], [o for _, o in pairs]
 
     # -- placement primitives ----------------------------------------------------------------
-    def against_wall(self, spec: ModelSpec, wall: int | None = None, s: float | None = None,
+    def against_wall(self, spec: FurnitureModel, wall: int | None = None, s: float | None = None,
                      gap: float = 0.0, tries: int = 30, z: float | None = None) -> Placed | None:
         """Back to a wall (flush, or ``gap`` away), at ``s`` along it or anywhere free."""
         e = spec.entry
@@ -328,7 +328,7 @@ class _Layout:
                 return placed
         return None
 
-    def beside(self, anchor: Placed, spec: ModelSpec, side: int, gap: float = 0.0) -> Placed | None:
+    def beside(self, anchor: Placed, spec: FurnitureModel, side: int, gap: float = 0.0) -> Placed | None:
         """Against the same wall as ``anchor``, touching its left (-1) or right (+1) side."""
         k = getattr(anchor, "wall", None)
         if k is None:
@@ -336,7 +336,7 @@ class _Layout:
         s = anchor.along + side * (anchor.size[0] / 2 + gap + spec.entry.width / 2)  # type: ignore
         return self.against_wall(spec, k, s)
 
-    def free_spot(self, spec: ModelSpec, yaw: float | None = None, tries: int = 40,
+    def free_spot(self, spec: FurnitureModel, yaw: float | None = None, tries: int = 40,
                   margin: float = 0.0) -> Placed | None:
         e = spec.entry
         for _ in range(tries):
@@ -352,7 +352,7 @@ class _Layout:
         return None
 
     # -- doors, windows, curtains, pictures ----------------------------------------------------
-    def opening(self, spec: ModelSpec, wall: int, tries: int = 20) -> Placed | None:
+    def opening(self, spec: FurnitureModel, wall: int, tries: int = 20) -> Placed | None:
         e = spec.entry
         w = self.walls[wall]
         if e.width + 0.3 > w.length:
@@ -422,7 +422,7 @@ class _Layout:
         return None
 
     # -- groups ------------------------------------------------------------------------------
-    def chairs_at(self, table: Placed, chair: ModelSpec, sides: tuple[int, ...] = (0, 1),
+    def chairs_at(self, table: Placed, chair: FurnitureModel, sides: tuple[int, ...] = (0, 1),
                   per_side: int | None = None, max_per_side: int = 8) -> int:
         """Rows of identical ``chair``s along the table's sides (0: its front, -y; 1: its back;
         2, 3: the ends), ``per_side`` each or as many as fit, facing the table, seats pushed
@@ -453,7 +453,8 @@ class _Layout:
                 count += placed is not None
         return count
 
-    def desk_with_chair(self, desk: ModelSpec, chair: ModelSpec | None, wall: int | None = None) -> Placed | None:
+    def desk_with_chair(self, desk: FurnitureModel, chair: FurnitureModel | None,
+                        wall: int | None = None) -> Placed | None:
         placed = self.against_wall(desk, wall)
         if placed is not None and chair is not None:
             self.chairs_at(placed, chair, sides=(0,), per_side=1)

@@ -23,13 +23,8 @@
 
 Why Embree: ray casting is exact, where a per-viewpoint spherical z-buffer over the samples
 is not (near surfaces are too sparse to cover their bins, so farther ones leak through, while
-big bins hide points beside depth edges). Measured on one 5.8 x 6.9 m office (0.6 M samples,
-12 viewpoints, 2 busy cores), in one comparison loop: Embree 2.6 s, 333 k points seen (the
-loop below, which skips points already seen, takes about 0.6 s); a numpy z-buffer (3 cm
-depth tolerance) took 1.3-1.6 s but with 0.01 / 0.02 /
-0.04 rad bins marked 149 k / 71 k / 30 k hidden points visible and missed 10 k / 39 k /
-100 k visible ones. ``embreex`` is a 45 MB wheel; open3d's RaycastingScene would do the same
-for a ~400 MB dependency.
+big bins hide points beside depth edges; docs/measurements.md has the comparison). ``embreex``
+is a small wheel; open3d's RaycastingScene would do the same for a far larger dependency.
 Implements no paper equation; it makes the input the paper's method sees (§III-A).
 """
 from __future__ import annotations
@@ -41,6 +36,7 @@ import numpy as np
 
 from ssen_ros.data.furniture import Mesh
 from ssen_ros.data.room import Room
+from ssen_ros.rotations import rotation_z
 
 MIN_RANGE, MAX_RANGE = 0.3, 5.0
 ELEVATION = (-65.0, 40.0)
@@ -117,11 +113,6 @@ def _voxel_keep(points: np.ndarray, spacing: float) -> np.ndarray:
     return np.sort(first)
 
 
-def _rotation(yaw: float) -> np.ndarray:
-    c, s = math.cos(yaw), math.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
 def scan_room(room: Room, seed: int, *, spacing: float = 0.02, noise_scale: float = 1.0,
               max_range: float = MAX_RANGE) -> Scan:
     """Scan ``room`` from its viewpoints; deterministic for a given ``seed``."""
@@ -129,12 +120,12 @@ def scan_room(room: Room, seed: int, *, spacing: float = 0.02, noise_scale: floa
         from embreex import rtcore_scene
         from embreex.mesh_construction import TriangleMesh
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("scanning needs the 'embreex' package (pip install embreex)") from e
+        raise ImportError("scanning needs the 'embreex' package (pip install 'ssen_ros[synthetic]')") from e
 
     rng = np.random.default_rng(seed)
     pts, cols, nrm, sem, ins, tris = [], [], [], [], [], []
     for obj in room.objects:
-        rot = _rotation(obj.yaw)
+        rot = rotation_z(obj.yaw)
         local, face, bary = sample_surface(obj.mesh, spacing, rng)
         keep = np.arange(len(local)) if obj.mesh.quad_pairs else \
             _voxel_keep(local @ rot.T + obj.position, spacing)

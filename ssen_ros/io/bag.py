@@ -1,6 +1,6 @@
 """sensor_msgs/PointCloud2 messages from rosbag2 bags (sqlite3 ``.db3`` or ``.mcap`` storage).
 
-Read with ``rosbags`` (pure Python, no ROS install needed; FACTS §4), which deserialises the
+Read with ``rosbags`` (pure Python, no ROS install needed), which deserialises the
 same CDR bytes rclpy writes; each message is decoded by ``ssen_ros.io.pointcloud2``. Message
 types come from the bag's own definitions when it stores them, else from the Kilted typestore.
 """

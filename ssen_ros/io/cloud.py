@@ -2,7 +2,8 @@
 
 PointCloud2, PCD and PLY all store a cloud as records of named fields; the two functions here
 are the one place that turns such records into a ``Cloud`` (xyz, colours, extra fields,
-non-finite points dropped and counted) and back. Colour conventions (FACTS §4): a 4-byte
+non-finite points dropped and counted) and back. Colour conventions (PCL's ``PointXYZRGB``,
+which RViz's RGB8 transformer reads): a 4-byte
 ``rgb``/``rgba`` field holds ``a<<24 | r<<16 | g<<8 | b`` as a uint32 bit pattern, usually
 stored in a FLOAT32 field as RViz and PCL expect; PLY uses separate ``red``/``green``/``blue``.
 """

@@ -10,7 +10,7 @@ without a Python loop over points.
 
 Writing returns the message's pieces as plain Python/numpy values (``PointCloud2Parts``); the
 ROS layer copies them into a real message. Colours are written as a FLOAT32 ``rgb`` field
-holding ``r<<16 | g<<8 | b`` bits (FACTS §4), which RViz shows in colour with no settings.
+holding ``r<<16 | g<<8 | b`` bits (PCL's packed ``rgb``), which RViz shows in colour with no settings.
 """
 from __future__ import annotations
 

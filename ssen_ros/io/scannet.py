@@ -1,6 +1,6 @@
 """ScanNet v2 scene folders: read per-vertex labels as the ScanNet benchmark scripts do, and write them.
 
-A scene folder ``{scene}/`` holds (FACTS §2):
+A scene folder ``{scene}/`` holds (ScanNet v2's release layout, as the authors' code reads it):
 
 - ``{scene}_vh_clean_2.ply``: the mesh; its vertices are the points (x y z, red green blue alpha);
 - ``{scene}_vh_clean_2.0.010000.segs.json``: ``segIndices``, the over-segment of each vertex;
@@ -11,7 +11,7 @@ A scene folder ``{scene}/`` holds (FACTS §2):
 As in ScanNet's ``export_train_mesh_for_evaluation.py``, every vertex of a segment of a group
 takes the group's label (later groups overwrite earlier ones). Labels are then mapped
 raw_category -> nyu40id -> train id (``ssen_ros.classes``; other ids -> -1). Instance ids
-are the groups' ``objectId`` for the 18 instance classes (FACTS §3) and -1 for walls, floors and
+are the groups' ``objectId`` for the 18 instance classes of the benchmark and -1 for walls, floors and
 unlabelled vertices. (ScanNet's evaluation files number instances ``objectId + 1``.)
 """
 from __future__ import annotations

@@ -6,14 +6,14 @@ Every convolution here is one primitive over a :class:`~ssen_ros.sparse.kernel_m
 stride-2 convolution and its transpose use the down-sampling map, in which every fine voxel
 has exactly one coarse partner.
 
-Speed and memory (measured in ``ssen bench sparse``):
+Speed and memory (measured by ``python -m benchmarks sparse``):
 - output rows are processed in tiles of a few MB of pairs: one gather of the inputs, one
   matmul per offset, then ``embedding_bag`` sums each output row's products and the centre
   matmul is added as the tile is written (no serial scatter-add; each output row written
   once). Scratch memory is reused (a fresh large tensor per op costs page faults that rival
   the matmul);
 - :class:`KernelConvFunction` saves only the input and weight, and gathers again in backward
-  (autograd on the naive version kept every gathered matrix: 6.6 GB per training step);
+  (autograd on the naive version kept every gathered matrix, many times the network's memory);
 - the input gradient is the same primitive on the transposed map with transposed weights;
 - on the CPU, :func:`set_tile_workers` shares the tiles out to threads, each running its ops
   single-threaded (cheaper than OpenMP's per-op thread wake-ups on these small ops).
@@ -40,9 +40,8 @@ __all__ = ["Convolution", "ConvolutionTranspose", "BatchNorm", "ReLU", "cat", "a
 TILE_PAIRS = 16384
 """Pairs per tile for layers wider than ``NARROW_CHANNELS`` (twice as many for narrower ones).
 Larger tiles mean fewer ops, each with a fixed cost in Python and dispatch; smaller ones stay
-in cache (16k pairs x 96 channels x 4 bytes = 6 MB). Measured on 2 tile workers: Res16UNet34C
-at 2 cm, 16k pairs 1.18 s, 32k 1.26 s; the narrow Res16UNet14S on a 90k-voxel room at 5 cm,
-16k 0.355 s, 32k 0.313 s, 64k 0.312 s. A kernel map is tiled once per size it is used with."""
+in cache (16k pairs x 96 channels x 4 bytes = 6 MB); narrow layers gain from fewer, larger ops
+(docs/measurements.md). A kernel map is tiled once per size it is used with."""
 NARROW_CHANNELS = 64
 
 
@@ -142,7 +141,7 @@ def set_tile_workers(count: int) -> None:
     Give torch one intra-op thread (``torch.set_num_threads(1)``) when using this: the tiles
     then run in parallel while every op inside runs single-threaded. That avoids the wake-up of
     OpenMP's threads at each of the thousands of small ops per forward, which with
-    ``OMP_WAIT_POLICY=PASSIVE`` made 2 intra-op threads slower than one (``ssen bench sparse``).
+    ``OMP_WAIT_POLICY=PASSIVE`` made 2 intra-op threads slower than one (``python -m benchmarks sparse``).
     The weight gradient (training) stays in the calling thread.
     """
     if count < 1:

@@ -1,6 +1,6 @@
 """The whole pipeline (paper §III): per-stage times, peak memory and speed-up over the reference.
 
-``ssen bench pipeline`` writes ``benchmarks/pipeline.md``. Two configurations, same weights:
+``python -m benchmarks pipeline`` writes ``benchmarks/pipeline.md``. Two configurations, same weights:
 
 - **ours**: the defaults (torch sparse backend, 'fast' clustering, tiling of large maps);
 - **reference**: MinkowskiEngine backend and 'exact' HDBSCAN (the authors' stack), with the
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssen_ros.bench import write_results
-from ssen_ros.bench.cluster import DEFAULT_SCENES, shown
+from benchmarks import REPO, write_results
+from benchmarks.cluster import DEFAULT_SCENES, shown
 STAGES = ("crop", "voxelize", "semantic", "embedding", "cluster", "instances", "stitch")
 CONFIGS = ("ours", "reference", "untiled")
 
@@ -100,7 +100,7 @@ def _worker(job: dict) -> dict:
 
 def _rooms(job: dict) -> dict:
     """One configuration on the test rooms: scores, mean seconds per scene and stage, peak RSS."""
-    from ssen_ros.bench import peak_rss_mb
+    from benchmarks import peak_rss_mb
     from ssen_ros.data.dataset import load_scene
     from ssen_ros.scoring import score_scenes
     from ssen_ros.segmenter import Segmenter
@@ -173,7 +173,7 @@ def _bound(job: dict) -> dict:
 
 def _map(job: dict) -> dict:
     """One configuration on one map, after a warm-up on 20k of its points."""
-    from ssen_ros.bench import peak_rss_mb
+    from benchmarks import peak_rss_mb
     from ssen_ros.segmenter import Segmenter
 
     segmenter = Segmenter(segmenter_config(job["config"], job["weights"]))
@@ -191,8 +191,8 @@ def _run_job(job: dict, wait_policy: "str | None" = None) -> dict:
     if wait_policy:
         env["OMP_WAIT_POLICY"] = wait_policy
     job["load_before"] = os.getloadavg()[0]
-    done = subprocess.run([sys.executable, "-m", "ssen_ros.bench.pipeline", "--worker", json.dumps(job)],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.pipeline", "--worker", json.dumps(job)],
+                          capture_output=True, text=True, env=env, cwd=REPO)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark job {job.get('config', 'rooms')} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1]) | {"load_before": job["load_before"]}
@@ -246,7 +246,7 @@ def _stage_cells(timings: dict) -> str:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    parser = argparse.ArgumentParser(prog="ssen bench pipeline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="default", help="weights file (both configurations)")
     parser.add_argument("--scenes", type=Path, default=DEFAULT_SCENES, help="folder of test scenes")
     parser.add_argument("--max-scenes", type=int, default=0, help="use only the first N scenes (0: all)")

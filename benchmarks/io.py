@@ -1,24 +1,23 @@
 """Point-cloud I/O and voxelisation speed: PointCloud2 decode/encode, PCD read, voxelize (1M points).
 
-``ssen bench io [--points N] [--repeat R]`` writes ``benchmarks/io.md``. Each time is the median
+``python -m benchmarks io [--points N] [--repeat R]`` writes ``benchmarks/io.md``. Each time is the median
 of R runs; each line also gives a baseline measured in the same run (a plain copy of the
 message bytes for PointCloud2, ``np.unique(axis=0)`` for voxelisation), as a ratio.
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-from ssen_ros.bench import peak_rss_mb, time_call, write_results
+from benchmarks import REPO, peak_rss_mb, time_call, write_results
 from ssen_ros.io import Cloud
 from ssen_ros.io.pcd import read_pcd
 from ssen_ros.io.pointcloud2 import FLOAT32, cloud_from_pointcloud2, to_pointcloud2_parts
 from ssen_ros.voxel import voxelize
 
-OFFICE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "pcl_office1.pcd"
+OFFICE = REPO.parent / "shared" / "data" / "real" / "pcl_office1.pcd"
 
 
 def _pcl_layout_message(cloud: Cloud) -> SimpleNamespace:
@@ -43,7 +42,7 @@ def _voxelize_unique_rows(points: np.ndarray, features: np.ndarray) -> None:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    parser = argparse.ArgumentParser(prog="ssen bench io", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks io", description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000, help="points per synthetic cloud")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median)")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Clustering speed and accuracy (paper §III-B): 'fast' vs 'exact' HDBSCAN, in one run.
 
-``ssen bench cluster`` writes ``benchmarks/cluster.md`` with three parts:
+``python -m benchmarks cluster`` writes ``benchmarks/cluster.md`` with three parts:
 
 1. **Test rooms.** The held-out synthetic test rooms segmented with the same weights, once with
    each clustering method: clustering seconds per scene and ScanNet AP / AP50 / AP25 from
@@ -9,7 +9,7 @@
    (``neighbours: 0``) in place of the k-nearest-neighbour tree, to show what that choice costs.
 2. **Scaling.** Synthetic 8-D embeddings shaped like trained SSEN output (balls of radius about
    delta_pull = 0.1 around means at least 2 * delta_push = 1.0 apart, 40 % of them within
-   1.0-1.1 of a neighbour; 3 % scattered outliers; FACTS §7), 100k to 1M foreground voxels,
+   1.0-1.1 of a neighbour; 3 % scattered outliers), 100k to 1M foreground voxels,
    with the cluster sizes the segmenter uses at the weights' voxel size. Goal: <= 0.5 s at 100k
    on 2 cores, near-linear to 1M; up to ``--exact-max`` also 'fast' with the Boruvka tree and
    'exact'. Reports ARI against the truth and the share of true
@@ -27,9 +27,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ssen_ros.bench import peak_rss_mb, write_results
+from benchmarks import REPO, peak_rss_mb, write_results
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SCENES = REPO / "data" / "rooms" / "test"
 
 
@@ -226,7 +225,7 @@ def main(argv: "list[str] | None" = None) -> int:
     from ssen_ros.config import ClusterConfig
     from ssen_ros.data.dataset import find_scenes
 
-    parser = argparse.ArgumentParser(prog="ssen bench cluster", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks cluster", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="default", help="weights file for the test-room part")
     parser.add_argument("--scenes", type=Path, default=DEFAULT_SCENES, help="folder of test scenes")
     parser.add_argument("--max-scenes", type=int, default=0, help="use only the first N scenes (0: all)")

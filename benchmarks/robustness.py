@@ -1,6 +1,6 @@
 """Scores of a weights file on the synthetic test rooms under the changes real maps show.
 
-``ssen bench robustness [--weights PATH] [--data data/rooms/test] [--limit N]`` scores the rooms
+``python -m benchmarks robustness [--weights PATH] [--data data/rooms/test] [--limit N]`` scores the rooms
 as generated, then under each :class:`ssen_ros.data.perturb.Perturbation` (no colour, grey,
 camera colour shift, 30 % and 10 % density, 1.5 cm noise, 3 degree tilt, 120 m from the origin),
 one row each with its AP50 difference to the clean row, and writes ``benchmarks/robustness.md``.
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssen_ros import checkpoint
-from ssen_ros.bench import write_results
+from benchmarks import weights_line, write_results
 from ssen_ros.config import SegmenterConfig
 from ssen_ros.data.dataset import find_scenes
 from ssen_ros.data.perturb import Perturbation
@@ -31,7 +30,7 @@ PERTURBATIONS = (
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ssen bench robustness")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks robustness")
     parser.add_argument("--weights", default="default")
     parser.add_argument("--data", default="data/rooms/test")
     parser.add_argument("--limit", type=int, default=20)
@@ -44,9 +43,7 @@ def main(argv: list[str]) -> int:
         clean = scores.instance.ap50 if clean is None else clean
         rows.append(f"{scores.row(name)} {scores.instance.ap50 - clean:+.3f} |")
         print(rows[-1], flush=True)
-    spec = segmenter.spec
-    body = (f"Weights: `{checkpoint.resolve(args.weights).name}` ({spec.arch}, {spec.voxel_size} m voxels, "
-            f"{spec.in_channels} input channels, step {segmenter.meta.get('step', '?')}).\n\n"
+    body = (weights_line(args.weights, segmenter) + "\n\n"
             f"Scenes: the first {len(scenes)} synthetic rooms of `{args.data}`, each change drawn per "
             "room from a fixed seed; whole pipeline with the default settings on the CPU. The goal: "
             "every row's AP50 within 0.05 of the clean row.\n\n"

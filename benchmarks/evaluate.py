@@ -1,4 +1,4 @@
-"""``ssen bench evaluate``: ScanNet instance AP over 100 generated rooms, in memory and via files.
+"""``python -m benchmarks evaluate``: ScanNet instance AP over 100 generated rooms, in memory and via files.
 
 Makes ``--rooms`` test-split rooms (timing the generator: seconds and points per room), then
 builds ``--scenes`` scenes from them (cycling) with imperfect predictions per instance:
@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-from ssen_ros.bench import peak_rss_mb, write_results
+from benchmarks import peak_rss_mb, write_results
 
 
 def _predictions(semantic: np.ndarray, instance: np.ndarray, rng: np.random.Generator) -> list:
@@ -54,7 +53,7 @@ def main(argv: "list[str] | None" = None) -> int:
     from ssen_ros.data.generate import generate_scene, split_seeds
     from ssen_ros.evaluate import evaluate_folders, evaluate_scenes, gt_ids, write_submission
 
-    parser = argparse.ArgumentParser(prog="ssen bench evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--rooms", type=int, default=10, help="distinct generated rooms")
     parser.add_argument("--scenes", type=int, default=100, help="scenes evaluated (rooms cycled)")
     args = parser.parse_args(argv)

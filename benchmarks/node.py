@@ -1,6 +1,6 @@
 """The node's own cost next to the segmenter's, and end-to-end latency over real DDS (issue 7).
 
-``ssen bench node [--points 200000] [--latency-points 200000 1000000] [--repeat 3]
+``python -m benchmarks node [--points 200000] [--latency-points 200000 1000000] [--repeat 3]
 [--weights PATH]`` writes ``benchmarks/node.md``:
 
 - **Overhead**: ``ssen_ros.ros.node.MapProcessor`` (the code the node runs per map) on a
@@ -34,10 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from ssen_ros import checkpoint
-from ssen_ros.bench import peak_rss_mb, write_results
+from benchmarks import REPO, peak_rss_mb, write_results
 from ssen_ros.io import Cloud
 
-REPO = Path(__file__).resolve().parents[2]
 PARAMS_FILE = REPO / "config" / "ssen.yaml"
 OVERHEAD_STAGES = ("deserialize", "decode", "ids", "encode", "markers", "serialize outputs")
 
@@ -202,7 +201,7 @@ def latency(weights: str, random_weights: bool, sizes: list[int], repeat: int,
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    parser = argparse.ArgumentParser(prog="ssen bench node", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks node", description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=200_000, help="map size for the overhead")
     parser.add_argument("--latency-points", type=int, nargs="*", default=[200_000, 1_000_000],
                         help="map sizes for the latency (none: skip it)")

@@ -1,4 +1,4 @@
-"""``ssen bench sparse``: the sparse backends on a ~110k-voxel room at 2 cm (issue 4 goals).
+"""``python -m benchmarks sparse``: the sparse backends on a ~110k-voxel room at 2 cm (issue 4 goals).
 
 Res16UNet34C eval forward, one training step (forward + backward) and one 64->64 submanifold
 3x3x3 layer, for the torch backend, MinkowskiEngine (when it imports) and spconv 2.3.8 (when
@@ -21,7 +21,7 @@ import torch
 
 from typing import Callable
 
-from ssen_ros.bench import peak_rss_mb, write_results
+from benchmarks import REPO, peak_rss_mb, write_results
 
 BACKENDS = ("torch", "minkowski", "spconv")
 TASKS = ("forward", "train", "layer")
@@ -69,7 +69,8 @@ def _spconv_unet(arch: str, in_channels: int, out_channels: int) -> torch.nn.Mod
 
     from ssen_ros.models import ARCHITECTURES
 
-    sp_ops.get_current_stream = lambda: 0  # its CPU backward asks for a CUDA stream (FACTS §5)
+    # Its CPU backward asks for a CUDA stream: spconv.pytorch.ops calls get_current_stream() unconditionally.
+    sp_ops.get_current_stream = lambda: 0
     a = ARCHITECTURES[arch]
 
     def bn(c: int) -> nn.Module:
@@ -215,8 +216,8 @@ class _Worker:
         env.pop("OMP_WAIT_POLICY", None)
         if wait_policy != "default":
             env["OMP_WAIT_POLICY"] = wait_policy.upper()
-        self.proc = subprocess.Popen([sys.executable, "-m", "ssen_ros.bench.sparse", "--serve", backend, task,
-                                      "--threads", str(threads)], env=env, text=True,
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.sparse", "--serve", backend, task,
+                                      "--threads", str(threads)], env=env, cwd=REPO, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.names = self._read()["ready"]
 
@@ -329,7 +330,7 @@ def _report(results: dict, skipped: dict, rounds: int, threads: int, wait_policy
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ssen bench sparse", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks sparse", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds (median)")
     parser.add_argument("--train-rounds", type=int, default=3, help="rounds for the training step")
     parser.add_argument("--threads", type=int, nargs="+", default=[2], help="thread counts, one section each")

@@ -1,6 +1,6 @@
 """Scores of a weights file on real labelled scans: mIoU, ScanNet AP/AP50/AP25, per class, s/scene.
 
-``ssen bench real --data DIR [--weights PATH] [--limit N]`` runs the whole pipeline
+``python -m benchmarks real --data DIR [--weights PATH] [--limit N]`` runs the whole pipeline
 (``ssen_ros.scoring``) on every scene under DIR (ScanNet scene folders, or VoteNet's
 ``*_vert.npy`` layout), once with the scans' colours and once without (as a LiDAR map has
 none), and writes ``benchmarks/real.md``. The scans themselves are never written anywhere:
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssen_ros import checkpoint
-from ssen_ros.bench import write_results
+from benchmarks import weights_line, write_results
 from ssen_ros.config import SegmenterConfig
 from ssen_ros.data.dataset import find_scenes
 from ssen_ros.data.perturb import Perturbation
@@ -20,7 +19,7 @@ from ssen_ros.segmenter import Segmenter
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ssen bench real")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks real")
     parser.add_argument("--data", required=True, help="folder of real labelled scenes")
     parser.add_argument("--weights", default="default")
     parser.add_argument("--limit", type=int, default=0, help="first N scenes only (0: all)")
@@ -35,9 +34,7 @@ def main(argv: list[str]) -> int:
         tables.append(f"Per class, {name}:\n\n```\n{scores.instance.table()}\n```\n\n"
                       f"Semantic IoU per class, {name}: {scores.class_iou_line()}")
         print(rows[-1], flush=True)
-    spec = segmenter.spec
-    body = (f"Weights: `{checkpoint.resolve(args.weights).name}` ({spec.arch}, {spec.voxel_size} m voxels, "
-            f"{spec.in_channels} input channels, step {segmenter.meta.get('step', '?')}).\n\n"
+    body = (weights_line(args.weights, segmenter) + "\n\n"
             f"Scenes: {len(scenes)} real scans under `{args.data}` ({', '.join(p.name.split('_vert')[0] for p in scenes)}), "
             "whole pipeline with the default settings on the CPU.\n\n"
             + table_header("input") + "\n"
