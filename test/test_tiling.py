@@ -37,7 +37,7 @@ def euclidean_segmenter(semantic: np.ndarray, radius: float = 0.1, min_points: i
     given. ``rows`` (passed where colours go) are the points' indices in the whole map."""
     def segment(points: np.ndarray, rows: np.ndarray) -> Segmentation:
         sem = semantic[rows[:, 0]]
-        fg = np.flatnonzero(~np.isin(sem, BACKGROUND))
+        fg = np.flatnonzero(~np.isin(sem, BACKGROUND) & (sem >= 0))   # not clutter (-1) either
         pairs = cKDTree(points[fg]).query_pairs(radius, output_type="ndarray")
         from scipy.sparse import coo_matrix
         graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(fg),) * 2)
