@@ -7,7 +7,8 @@ from scipy.spatial import cKDTree
 from ssen_ros import checkpoint
 from ssen_ros.classes import CLASS_NAMES
 from ssen_ros.config import ClusterConfig, SegmenterConfig
-from ssen_ros.data.generate import generate_scene
+from ssen_ros.data.room import make_room
+from ssen_ros.data.scan import scan_room
 from ssen_ros.instances import instance_record
 from ssen_ros.segmentation import Segmentation
 from ssen_ros.segmenter import Segmenter
@@ -20,8 +21,11 @@ BACKGROUND = [CLASS_NAMES.index("wall"), CLASS_NAMES.index("floor")]
 def city():
     """Three synthetic test rooms side by side along x: points, colours, classes, instances."""
     parts, x0, next_id = [], 0.0, 0
+    # Without clutter: the stand-in leaves it out anyway, and these three rooms are the ones the
+    # exactness below was established on. (With clutter, room 20001's layout shifts and one door
+    # has a piece whose link to the rest runs outside its tile's window: it stays a separate piece.)
     for seed in (20000, 20001, 20002):
-        scan = generate_scene(seed, spacing=0.06).scan
+        scan = scan_room(make_room(seed, clutter=False), seed, spacing=0.06)
         pts = scan.points.astype(np.float64)
         pts[:, 0] += x0 - pts[:, 0].min()
         x0 = pts[:, 0].max() + 0.3
