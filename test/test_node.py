@@ -99,6 +99,9 @@ def test_every_parameter_is_described_typed_and_ranged_around_its_default():
     ({"crop_min": [0.0, 0.0, 5.0], "crop_max": [1.0, 1.0, 1.0]}, r"crop_min .* below crop_max"),
     ({"cluster": {"method": "kmeans"}}, r"cluster.method must be one of"),
     ({"device": "tpu"}, r"segmenter.device must be one of"),
+    ({"crop_min": [float("nan"), 0.0, 0.0]}, r"crop_min must be finite"),
+    ({"crop_max": [1.0, float("inf"), 1.0]}, r"crop_max must be finite"),
+    ({"tile_size": 0.05}, r"tile_size must be 0 \(no tiles\) or at least 1.0 m"),
 ])
 def test_validate_names_the_bad_setting(change, reason):
     from ssen_ros.config import from_dict, to_dict
@@ -200,6 +203,14 @@ def test_labeled_cloud_layout_values_and_colours():
     rgb = np.frombuffer(bytes(msg.data), dtype="<u4").reshape(5, 7)[:, 3]
     r, g, b = instance_color(7)
     assert rgb[1] & 0xFFFFFF == (r << 16) | (g << 8) | b
+
+
+def test_labeled_cloud_with_no_instances_marks_every_point_minus_one():
+    points = np.random.default_rng(0).uniform(0, 1, (4, 3))
+    msg = labeled_cloud(points, np.array([1, 1, -1, 3]), np.full(4, -1), [], Header(frame_id="m"))
+    back = cloud_from_pointcloud2(msg)
+    assert back.fields["instance"].tolist() == [-1] * 4 and (back.fields["score"] == 0).all()
+    assert back.colors[0].tolist() == CLASS_COLORS[1].tolist() and back.colors[2].tolist() == [128] * 3
 
 
 def test_instance_array_carries_every_field():
