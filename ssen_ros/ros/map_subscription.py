@@ -87,13 +87,12 @@ class MapSubscription:
         self._timer = None
         chosen = matching_policies(*self.requested, publishers)
         self._subscribe(*chosen)
-        offered = "; ".join(
-            f"{p.node_namespace.rstrip('/')}/{p.node_name}: {_name(p.qos_profile.reliability)}, "
-            f"{_name(p.qos_profile.durability)}" for p in publishers)
+        offered = "; ".join(sorted({f"{_name(p.qos_profile.reliability)}, {_name(p.qos_profile.durability)}"
+                                    for p in publishers}))
         self.node.get_logger().info(
             f"subscribed to {self.topic_name} with {chosen[0]}, {chosen[1]}, depth {self.depth}, "
-            f"matching its publisher(s) ({offered}; parameters reliability: {self.requested[0]}, "
-            f"durability: {self.requested[1]})")
+            f"matching its {len(publishers)} publisher(s) (offering {offered}; parameters "
+            f"reliability: {self.requested[0]}, durability: {self.requested[1]})")
 
     def _on_incompatible(self, info: QoSRequestedIncompatibleQoSInfo) -> None:
         kind = QoSPolicyKind(info.last_policy_kind)

@@ -63,6 +63,7 @@ from ssen_ros.io import CloudFormatError
 from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
 from ssen_ros.msg import InstanceArray
 from ssen_ros.ros.convert import instance_array, labeled_cloud, qos_profile
+from ssen_ros.ros.log_bridge import forward_core_logs
 from ssen_ros.ros.map_subscription import MapSubscription
 from ssen_ros.ros.markers import instance_markers
 from ssen_ros.ros.tracking import IdTracker, relabel
@@ -393,6 +394,7 @@ class SsenNode(Node):
 
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
+        forward_core_logs(self.get_logger())
         config = self._declare_parameters()
         self.processor = MapProcessor(config)
         self._pending: Optional[NodeConfig] = None
@@ -502,9 +504,12 @@ class SsenNode(Node):
             + "".join(f"; {note}" for note in out.notes))
 
 
-def main(args: Optional[list[str]] = None) -> NoReturn:
+def main(args: Optional[list[str]] = None, stop: Optional[threading.Event] = None) -> NoReturn:
     """``ssen_node``: run the node until SIGINT/SIGTERM, then end the process: 0, or 1 if it
-    cannot start.
+    cannot start. ``stop`` is the event the signals set when the caller installed the handlers
+    already (``ssen_ros.ros.entry``, which catches them during the imports too); a signal that
+    that came before the node is built skips it; one while it is built ends the process with 0
+    once it is.
 
     The signals set an event that the spin loop checks every 0.1 s. rclpy's own handlers are
     off: they shut the context down from the signal, and about one time in ten here the
@@ -514,14 +519,15 @@ def main(args: Optional[list[str]] = None) -> NoReturn:
     break the promise to exit within 2 s, and a segmentation in progress on the worker thread is
     abandoned rather than waited for.
     """
+    if stop is None:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     logger = rclpy.logging.get_logger(NODE_NAME)
     code = 0
     try:
-        node = SsenNode()
+        node = None if stop.is_set() else SsenNode()
     except (WeightsError, ConfigError, SegmenterError, InvalidParameterValueException,
             InvalidParameterTypeException) as exc:
         logger.fatal(f"cannot start: {exc}")
@@ -544,5 +550,5 @@ def main(args: Optional[list[str]] = None) -> NoReturn:
     os._exit(code)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m ssen_ros.ros.entry` also catches signals during the imports
     main()
