@@ -45,5 +45,5 @@ setup(
         "test": ["pytest", "hypothesis", "transforms3d"],  # transforms3d: test_markers' quaternions
     },
     # ssen_node needs rclpy and the generated messages (scripts/setup.sh or colcon provide them).
-    entry_points={"console_scripts": ["ssen = ssen_ros.cli:main", "ssen_node = ssen_ros.ros.node:main"]},
+    entry_points={"console_scripts": ["ssen = ssen_ros.cli:main", "ssen_node = ssen_ros.ros.entry:main"]},
 )

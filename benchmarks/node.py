@@ -126,7 +126,8 @@ def overhead(weights: str, random_weights: bool, cloud: Cloud, repeat: int) -> t
     return text, med
 
 
-def _ros_env() -> dict[str, str]:
+def ros_env() -> dict[str, str]:
+    """Environment for a benchmark's ROS processes: a domain of its own, localhost only, our Fast DDS profile."""
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=str(1 + os.getpid() % 101), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds.xml"),
@@ -137,7 +138,7 @@ def _ros_env() -> dict[str, str]:
 def latency(weights: str, random_weights: bool, sizes: list[int], repeat: int,
             timeout: float = 600.0) -> str:
     """Publish -> ``~/instances`` received, through a real node process; a markdown table."""
-    env = _ros_env()
+    env = ros_env()
     os.environ.update(env)  # this process's participant reads them too
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -148,7 +149,7 @@ def latency(weights: str, random_weights: bool, sizes: list[int], repeat: int,
     from ssen_ros.ros.convert import cloud_message, qos_profile
 
     node_proc = subprocess.Popen(
-        [sys.executable, "-m", "ssen_ros.ros.node", "--ros-args", "--params-file", str(PARAMS_FILE),
+        [sys.executable, "-m", "ssen_ros.ros.entry", "--ros-args", "--params-file", str(PARAMS_FILE),
          "-p", f"segmenter.weights:={weights}", "-p", "segmenter.device:=cpu",
          *(["-p", "segmenter.background_classes:=[]"] if random_weights else [])],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

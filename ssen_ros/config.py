@@ -105,6 +105,9 @@ class SegmenterConfig:
     """Upper corner [x, y, z] of the region of interest (empty: none)."""
     max_points: int = 5_000_000
     """Larger clouds are rejected with an error rather than risking the robot's memory."""
+    coordinate_limit: float = 10_000.0
+    """Points farther than this many metres from the frame's origin along any axis are dropped
+    (counted, labelled -1): hostile or broken coordinates must not blow up the voxel or tile grid."""
     min_instance_points: int = 1
     """Instances with fewer input points than this are dropped."""
     score_half_area: float = 0.25
@@ -118,6 +121,9 @@ class SegmenterConfig:
     tile_overlap: float = 1.0
     """Margin in metres that each tile adds on every side: context for the points near its
     edge, and the band where the pieces of an object cut by a tile border are matched."""
+    max_tiles: int = 1000
+    """A map whose xy extent needs more tiles than this is rejected with an error, so one run
+    cannot take unbounded time."""
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
@@ -137,11 +143,14 @@ class SegmenterConfig:
 class NodeConfig:
     """The ROS 2 node: QoS of the map subscription and how often to re-segment."""
 
-    reliability: str = "reliable"
-    """QoS reliability of the map subscription: 'reliable' or 'best_effort' (must suit the publisher)."""
-    durability: str = "transient_local"
-    """QoS durability: 'transient_local' also receives a latched map published before we started;
-    'volatile' only new ones."""
+    reliability: str = "auto"
+    """QoS reliability of the map subscription: 'auto' matches the topic's publishers when the
+    first one appears (as ``ros2 topic echo`` does), 'reliable' or 'best_effort'; a reliable
+    subscription receives nothing from a best_effort publisher."""
+    durability: str = "auto"
+    """QoS durability: 'auto' matches the publishers; 'transient_local' also receives a latched
+    map published before the node started, but nothing from a volatile publisher; 'volatile'
+    receives only maps published after it subscribed."""
     depth: int = 1
     """QoS history depth; only the newest map matters, older ones are coalesced."""
     min_period: float = 0.0

@@ -25,3 +25,5 @@ class Segmentation:
     num_foreground_voxels: int = 0
     num_tiles: int = 1
     """Tiles the cloud was segmented in (``ssen_ros.tiling``); voxel counts are summed over them."""
+    num_beyond_limit: int = 0
+    """Finite points dropped for lying beyond ``coordinate_limit`` (labelled -1)."""

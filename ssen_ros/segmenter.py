@@ -24,8 +24,8 @@ from ssen_ros.instances import make_instances
 from ssen_ros.rotations import rotation_z
 from ssen_ros.segmentation import Segmentation
 from ssen_ros.sparse import SparseTensor, use_cpu_threads
-from ssen_ros.tiling import segment_tiled, tile_grid
-from ssen_ros.voxel import voxelize
+from ssen_ros.tiling import TileBudgetError, segment_tiled, tile_grid
+from ssen_ros.voxel import column_bounds, voxelize
 
 log = logging.getLogger("ssen_ros")
 
@@ -83,16 +83,18 @@ class Segmenter:
         n = len(points)
         if n > self.config.max_points:
             raise SegmenterError(f"{n} points exceed max_points={self.config.max_points}")
-        if colors is None and n:
-            log.info("the cloud has no colour: the networks see every point as mid grey, which costs "
-                     "accuracy (README, 'Results': rows without colour)")
         rows = self._rows(points)
-        grid = tile_grid(points[rows, :2], self.config.tile_size, self.config.tile_overlap)
+        try:
+            grid = tile_grid(points[rows, :2], self.config.tile_size, self.config.tile_overlap,
+                             self.config.max_tiles)
+        except TileBudgetError as exc:
+            raise SegmenterError(str(exc)) from None
         if grid is None:
             result = self._segment(points, colors, progress, rows)
         else:
             result = segment_tiled(self._segment, points, colors, grid, self.background,
                                    self.config.min_instance_points, progress)
+        result.num_beyond_limit = self._beyond_limit(points, rows)
         result.timings["total"] = time.perf_counter() - t_start
         return result
 
@@ -156,19 +158,32 @@ class Segmenter:
         return Segmentation(semantic, instance, records, timings, len(vox), int(fg.sum()))
 
     def _rows(self, points: np.ndarray) -> "np.ndarray | slice":
-        """Mask of the finite points inside the crop box; ``slice(None)`` when that is every
-        point (indexing with it takes a view, no copy).
+        """Mask of the finite points within ``coordinate_limit`` and inside the crop box;
+        ``slice(None)`` when that is every point (indexing with it takes a view, no copy).
 
         Column by column: numpy's reductions along the short axis of an (N, 3) array
-        (``.all(1)``, ``.min(0)``) are several times slower than per-column passes."""
-        finite = np.isfinite(points.sum(dtype=np.float64))  # also inf when a huge sum overflows
-        keep = None if finite else np.logical_and.reduce([np.isfinite(points[:, j]) for j in range(3)])
+        (``.all(1)``, ``.min(0)``) are several times slower than per-column passes. NaN fails
+        every comparison, so the limit also drops non-finite points."""
+        limit = self.config.coordinate_limit
+        lo, hi = column_bounds(points) if len(points) else (np.zeros(3), np.zeros(3))
+        within = bool(np.all(lo >= -limit) and np.all(hi <= limit))  # False with any NaN
+        keep = None if within else np.logical_and.reduce(
+            [np.abs(points[:, j]) <= limit for j in range(3)])
         for bound, inside in ((self.config.crop_min, np.greater_equal), (self.config.crop_max, np.less_equal)):
             if bound:
                 for j in range(3):
                     column = inside(points[:, j], bound[j])
                     keep = column if keep is None else keep & column
         return slice(None) if keep is None or keep.all() else keep
+
+    def _beyond_limit(self, points: np.ndarray, rows: "np.ndarray | slice") -> int:
+        """How many finite points ``_rows`` dropped for lying beyond ``coordinate_limit``."""
+        if isinstance(rows, slice):
+            return 0
+        limit = self.config.coordinate_limit
+        finite = np.logical_and.reduce([np.isfinite(points[:, j]) for j in range(3)])
+        within = np.logical_and.reduce([np.abs(points[:, j]) <= limit for j in range(3)])
+        return int(np.count_nonzero(finite & ~within))
 
     def _run(self, net: torch.nn.Module, coords: torch.Tensor, features: torch.Tensor) -> np.ndarray:
         batch = torch.zeros(len(coords), 1, dtype=torch.int32)

@@ -83,9 +83,16 @@ class TileGrid:
         return ((xy >= lo) & (xy < hi)).all(1)
 
 
-def tile_grid(xy: np.ndarray, tile_size: float, overlap: float) -> Optional[TileGrid]:
+class TileBudgetError(ValueError):
+    """The cloud needs more tiles than the budget allows; the message gives the numbers."""
+
+
+def tile_grid(xy: np.ndarray, tile_size: float, overlap: float, max_tiles: int = 1000
+              ) -> Optional[TileGrid]:
     """The tiles for points ``xy`` (N, 2), or None when the cloud needs no tiling: ``tile_size``
-    is 0, or its extent fits one tile plus both margins on both axes."""
+    is 0, or its extent fits one tile plus both margins on both axes. Raises
+    ``TileBudgetError`` when the grid would hold more than ``max_tiles`` tiles; the count is
+    computed in floating point, so no extent can overflow it."""
     if tile_size < 0 or overlap < 0:
         raise ValueError(f"tile_size and tile_overlap must be >= 0, got {tile_size} and {overlap}")
     if tile_size == 0:
@@ -95,13 +102,19 @@ def tile_grid(xy: np.ndarray, tile_size: float, overlap: float) -> Optional[Tile
         xy = xy[finite]
     if len(xy) == 0:
         return None
-    lo, hi = column_bounds(xy)
-    extent = hi - lo
+    lo, hi = (b.astype(np.float64) for b in column_bounds(xy))
+    with np.errstate(over="ignore"):  # an infinite extent is refused below
+        extent = hi - lo
     if (extent <= tile_size + 2 * overlap).all():
         return None
-    counts = np.where(extent <= tile_size + 2 * overlap, 1, np.ceil(extent / tile_size)).astype(int)
+    counts = np.where(extent <= tile_size + 2 * overlap, 1.0, np.ceil(extent / tile_size))
+    if not counts.prod() <= max_tiles:  # also catches inf
+        raise TileBudgetError(
+            f"xy extent {extent[0]:.4g} x {extent[1]:.4g} m needs {counts[0]:.4g} x {counts[1]:.4g} "
+            f"tiles of segmenter.tile_size={tile_size} m, over segmenter.max_tiles={max_tiles}")
+    counts = counts.astype(np.int64)
     edge = np.maximum(extent / counts, 1e-9)
-    return TileGrid(lo.astype(np.float64), edge, (int(counts[0]), int(counts[1])), float(overlap))
+    return TileGrid(lo, edge, (int(counts[0]), int(counts[1])), float(overlap))
 
 
 def segment_tiled(segment: SegmentFn, points: np.ndarray, colors: Optional[np.ndarray],

@@ -29,7 +29,7 @@ pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup
 import rclpy  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters  # noqa: E402
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParametersAtomically  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
@@ -99,6 +99,9 @@ def test_every_parameter_is_described_typed_and_ranged_around_its_default():
     ({"crop_min": [0.0, 0.0, 5.0], "crop_max": [1.0, 1.0, 1.0]}, r"crop_min .* below crop_max"),
     ({"cluster": {"method": "kmeans"}}, r"cluster.method must be one of"),
     ({"device": "tpu"}, r"segmenter.device must be one of"),
+    ({"crop_min": [float("nan"), 0.0, 0.0]}, r"crop_min must be finite"),
+    ({"crop_max": [1.0, float("inf"), 1.0]}, r"crop_max must be finite"),
+    ({"tile_size": 0.05}, r"tile_size must be 0 \(no tiles\) or at least 1.0 m"),
 ])
 def test_validate_names_the_bad_setting(change, reason):
     from ssen_ros.config import from_dict, to_dict
@@ -202,6 +205,14 @@ def test_labeled_cloud_layout_values_and_colours():
     assert rgb[1] & 0xFFFFFF == (r << 16) | (g << 8) | b
 
 
+def test_labeled_cloud_with_no_instances_marks_every_point_minus_one():
+    points = np.random.default_rng(0).uniform(0, 1, (4, 3))
+    msg = labeled_cloud(points, np.array([1, 1, -1, 3]), np.full(4, -1), [], Header(frame_id="m"))
+    back = cloud_from_pointcloud2(msg)
+    assert back.fields["instance"].tolist() == [-1] * 4 and (back.fields["score"] == 0).all()
+    assert back.colors[0].tolist() == CLASS_COLORS[1].tolist() and back.colors[2].tolist() == [128] * 3
+
+
 def test_instance_array_carries_every_field():
     header = Header(frame_id="odom")
     msg = instance_array([_record(3), _record(9, class_id=6, score=0.5)], header, 1.25)
@@ -249,7 +260,7 @@ class NodeProcess:
     """A running ``python -m ssen_ros.ros.node``; its stderr (the ROS log) is collected."""
 
     def __init__(self, start: Callable, *ros_args: str):
-        self.proc = start("-m", "ssen_ros.ros.node", "--ros-args", *ros_args)
+        self.proc = start("-m", "ssen_ros.ros.entry", "--ros-args", *ros_args)
         self.lines: list[str] = []
         self._lock = threading.Lock()
         for stream in (self.proc.stderr, self.proc.stdout):
@@ -472,6 +483,7 @@ def test_full_run_publishes_consistent_outputs_in_the_input_frame_and_stamp(node
     assert sorted(kinds[1:]) == sorted([(Marker.ADD, Marker.CUBE, "boxes"),
                                         (Marker.ADD, Marker.TEXT_VIEW_FACING, "labels")] * len(ids))
     assert {m.id for m in markers.markers[1:]} == ids
+    node.wait_for(r"\[INFO\] \[[\d.]+\] \[ssen_node\]: SSEN weights .*tiny.pt")  # the core's log, via ROS
     node.wait_for(rf"map frame 'map_test', stamp {header.stamp.sec}\.\d+: {finite.sum()} points -> "
                   rf"{len(ids)} instances in .* \(segmenter .*semantic .*cluster .*markers")
 
@@ -625,11 +637,6 @@ def test_params_file_loads_and_run_time_changes_are_validated(node, ros_side, we
     assert by_name["segmenter.weights"].read_only
     assert by_name["segmenter.cluster.min_cluster_size"].integer_range[0].from_value == 2
 
-    def set_(**changes):
-        request = SetParameters.Request(parameters=[
-            ParameterMsg(name=k.replace("__", "."), value=_value(v)) for k, v in changes.items()])
-        return ros_side.call(SetParameters, "set_parameters", request).results[0]
-
     rejected = {
         "segmenter__background_classes": (["chair", "sofaa"], "sofaa"),
         "segmenter__cluster__min_cluster_size": (1, "out of range"),
@@ -639,7 +646,7 @@ def test_params_file_loads_and_run_time_changes_are_validated(node, ros_side, we
         "min_period": (2, "Wrong parameter type"),
     }
     for name, (value, reason) in rejected.items():
-        result = set_(**{name: value})
+        result = _set(ros_side, **{name: value})
         assert not result.successful and reason in result.reason, (name, result.reason)
     # a valid change is applied and the last map is segmented again with it, timed from the change
     last_map, header = good_map(ros_side, synthetic_room(6000, seed=5))  # this test's own last map
@@ -648,7 +655,7 @@ def test_params_file_loads_and_run_time_changes_are_validated(node, ros_side, we
     before = {name: len(msgs) for name, msgs in ros_side.received.items()}
     time.sleep(2.0)  # the last map arrived well before
     t_set = time.monotonic()
-    result = set_(oriented_boxes=False)
+    result = _set(ros_side, oriented_boxes=False)
     assert result.successful, result.reason
     ros_side.spin_until(lambda: all(len(msgs) > before[name] for name, msgs in
                                     ros_side.received.items()), OUTPUT_TIMEOUT_S, "the re-run")
@@ -656,6 +663,108 @@ def test_params_file_loads_and_run_time_changes_are_validated(node, ros_side, we
     boxes = [m for m in ros_side.received["markers"][-1].markers if m.type == Marker.CUBE]
     assert boxes and all(b.pose.orientation.z == 0.0 and b.pose.orientation.w == 1.0 for b in boxes)
     node.wait_for(r"parameters changed: oriented_boxes=False")
+
+
+def _set(ros_side: RosSide, **changes):
+    """Set parameters of ssen_node in one atomic request (``a__b`` names ``a.b``)."""
+    request = SetParametersAtomically.Request(parameters=[
+        ParameterMsg(name=k.replace("__", "."), value=_value(v)) for k, v in changes.items()])
+    return ros_side.call(SetParametersAtomically, "set_parameters_atomically", request).result
+
+
+def _assert_empty(out: dict) -> None:
+    """No objects: DELETEALL alone, an empty InstanceArray, every point's instance -1."""
+    assert [m.action for m in out["markers"].markers] == [Marker.DELETEALL]
+    assert list(out["instances"].instances) == []
+    back = cloud_from_pointcloud2(out["labeled_cloud"])
+    assert len(back) > 0 and (back.fields["instance"] == -1).all() and (back.fields["score"] == 0).all()
+
+
+@pytest.mark.ros
+def test_maps_with_no_objects_clear_the_last_maps_outputs(node, ros_side):
+    msg, header = good_map(ros_side, synthetic_room(6000, seed=21))
+    ros_side.publish(msg)
+    assert ros_side.outputs(header)["instances"].instances, node.log()
+    one_spot = Cloud(np.ones((500, 3), dtype=np.float32), np.full((500, 3), 90, dtype=np.uint8))
+    msg, header = good_map(ros_side, one_spot)
+    ros_side.publish(msg)
+    _assert_empty(ros_side.outputs(header))
+    # a crop box holding no point: the last good map again, now without objects
+    msg, header = good_map(ros_side, synthetic_room(6000, seed=21))
+    ros_side.publish(msg)
+    assert ros_side.outputs(header)["instances"].instances
+    before = {name: len(msgs) for name, msgs in ros_side.received.items()}
+    assert _set(ros_side, segmenter__crop_min=[50.0, 50.0, 50.0], segmenter__crop_max=[51.0, 51.0, 51.0]).successful
+    ros_side.spin_until(lambda: all(len(msgs) > before[name] for name, msgs in ros_side.received.items()),
+                        OUTPUT_TIMEOUT_S, "the re-run")
+    _assert_empty({name: msgs[-1] for name, msgs in ros_side.received.items()})
+    nan = _set(ros_side, segmenter__crop_min=[float("nan"), 0.0, 0.0])
+    assert not nan.successful and "crop_min must be finite" in nan.reason
+    assert _set(ros_side, segmenter__crop_min=[-1e4] * 3, segmenter__crop_max=[1e4] * 3).successful
+
+
+@pytest.mark.ros
+def test_hostile_coordinates_are_dropped_counted_and_over_budget_maps_rejected(node, ros_side):
+    cloud = synthetic_room(6000, seed=22)
+    cloud.points[:3] = [[8e19, 1.0, 1.0], [1.0, -3.4e38, 1.0], [1.0, 1.0, 2e4]]
+    msg, header = good_map(ros_side, cloud)
+    ros_side.publish(msg)
+    out = ros_side.outputs(header)
+    assert out["instances"].instances
+    assert (cloud_from_pointcloud2(out["labeled_cloud"]).fields["instance"][:3] == -1).all()
+    node.wait_for(rf"stamp {header.stamp.sec}\.\d+: 6000 points -> .*; 3 points beyond "
+                  rf"segmenter.coordinate_limit=10000.0 m dropped")
+    wide = synthetic_room(6000, seed=23)
+    wide.points[0] = [9000.0, 9000.0, 0.0]  # within the limit, but 1000 x 1000 tiles
+    msg, header = good_map(ros_side, wide)
+    ros_side.publish(msg)
+    line = node.wait_for(rf"stamp {header.stamp.sec}\.")
+    assert re.search(r"rejected map frame 'map_test', stamp .*: xy extent 9000 x 9000 m needs 1125 x 1125 tiles "
+                     r"of segmenter.tile_size=8.0 m, over segmenter.max_tiles=1000", line), line
+    tiny = _set(ros_side, segmenter__tile_size=0.05)
+    assert not tiny.successful and "tile_size must be 0 (no tiles) or at least 1.0 m" in tiny.reason
+
+
+@pytest.mark.ros
+def test_a_best_effort_publisher_after_a_reliable_one_gets_one_line_naming_the_parameter(node, ros_side):
+    late = ros_side.node.create_publisher(PointCloud2, "/map_cloud", qos_profile("best_effort", "volatile"))
+    line = node.wait_for(r"offers incompatible QoS")
+    assert re.search(r"a publisher on /map_cloud offers incompatible QoS \(reliability\): no map from it "
+                     r"is received; this subscription is reliable, a publisher offers best_effort; "
+                     r"set parameter reliability to auto or to what the publisher offers", line), line
+    time.sleep(1.0)
+    assert len(node.matching("incompatible QoS")) == 1 and not node.matching("New publisher discovered")
+    ros_side.node.destroy_publisher(late)
+
+
+@pytest.mark.ros
+def test_auto_qos_hears_default_best_effort_and_latched_publishers(ros_python, weights, ros_side):
+    """The default parameters receive from ROS 2's default publisher (reliable, volatile), from
+    a best_effort one, and a latched map published before the node started."""
+    kinds = {"volatile": ("reliable", "volatile"), "besteffort": ("best_effort", "volatile"),
+             "latched": ("reliable", "transient_local")}
+    publishers = {k: ros_side.node.create_publisher(PointCloud2, f"/qos_{k}", qos_profile(*q))
+                  for k, q in kinds.items()}
+    latched, latched_header = good_map(ros_side, synthetic_room(3000, seed=30))
+    publishers["latched"].publish(latched)  # nobody subscribes yet
+    nodes = {k: NodeProcess(ros_python, *node_args(weights), "-r", f"__node:=ssen_{k}",
+                            "-r", f"map_cloud:=/qos_{k}") for k in kinds}
+    for k, n in nodes.items():
+        ros_side.watch(f"ssen_{k}")
+        n.wait_for("ready: segmenting maps", STARTUP_TIMEOUT_S)
+    assert ros_side.outputs(latched_header)["instances"].instances
+    for k in ("volatile", "besteffort"):
+        msg, header = good_map(ros_side, synthetic_room(3000, seed=31))
+        ros_side.publish(msg, publishers[k])
+        assert ros_side.outputs(header)["labeled_cloud"].width == 3000
+    for k, (reliability, durability) in kinds.items():
+        nodes[k].wait_for(rf"subscribed to /qos_{k} with {reliability}, {durability}, depth 1, "
+                          rf"matching its 1 publisher\(s\) \(offering {reliability}, {durability}; "
+                          rf"parameters reliability: auto, durability: auto\)")
+        assert not nodes[k].matching(r"\[(WARN|ERROR)\]"), nodes[k].log()
+        nodes[k].proc.send_signal(signal.SIGINT)
+    for pub in publishers.values():
+        ros_side.node.destroy_publisher(pub)
 
 
 @pytest.mark.ros
@@ -691,7 +800,7 @@ def test_backpressure_newest_map_wins_and_memory_stays_flat(node, ros_side):
 @pytest.mark.ros
 def test_missing_weights_stop_the_start_with_a_message_naming_them(ros_python, tmp_path):
     missing = tmp_path / "no_such_weights.pt"
-    proc = ros_python("-m", "ssen_ros.ros.node", "--ros-args", "-p", f"segmenter.weights:={missing}")
+    proc = ros_python("-m", "ssen_ros.ros.entry", "--ros-args", "-p", f"segmenter.weights:={missing}")
     _, err = proc.communicate(timeout=STARTUP_TIMEOUT_S)
     assert proc.returncode == 1
     assert f"cannot start: weights file {missing} does not exist" in err
@@ -725,6 +834,21 @@ def test_sigint_when_idle_and_sigterm_during_a_segmentation_exit_cleanly_within_
         assert n.proc.returncode == 0, n.log()
         assert "Traceback" not in n.log() and not n.matching(r"\[(ERROR|FATAL)\]"), n.log()
     ros_side.node.destroy_publisher(busy_pub)
+
+
+@pytest.mark.ros
+def test_signals_during_start_up_exit_0_without_a_traceback(ros_python, weights):
+    nodes = [(NodeProcess(ros_python, *node_args(weights), "-r", f"__node:=ssen_early{k}"), sig, delay)
+             for k, (sig, delay) in enumerate([(signal.SIGINT, 1.0), (signal.SIGTERM, 1.5)])]
+    t0 = time.monotonic()
+    for n, sig, delay in nodes:
+        time.sleep(max(0.0, t0 + delay - time.monotonic()))
+        assert n.proc.poll() is None
+        n.proc.send_signal(sig)
+    for n, sig, _ in nodes:
+        n.proc.wait(timeout=STARTUP_TIMEOUT_S)
+        time.sleep(0.2)  # let the drain threads finish
+        assert n.proc.returncode == 0 and "Traceback" not in n.log(), (sig, n.proc.returncode, n.log())
 
 
 @pytest.mark.ros

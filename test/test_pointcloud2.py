@@ -114,6 +114,20 @@ def test_rgba_float32_keeps_alpha_and_round_trips():
     assert parts.data == msg.data
 
 
+@pytest.mark.parametrize("names", [("r", "g", "b"), ("red", "green", "blue")])
+def test_separate_uint8_colour_fields_are_colour(names):
+    fields = [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1),
+              (names[2], 12, UINT8, 1), (names[1], 13, UINT8, 1), (names[0], 14, UINT8, 1)]  # b g r, as drivers pack
+    point = {"x": 1, "y": 2, "z": 3, names[0]: 200, names[1]: 100, names[2]: 7}
+    cloud = cloud_from_pointcloud2(_msg(fields, 16, [[point, dict(point, **{names[0]: 9})]], 2))
+    np.testing.assert_array_equal(cloud.colors, [[200, 100, 7], [9, 100, 7]])
+    assert cloud.fields == {}
+    as_int = [(n, o, INT16 if n == names[1] else t, c) for n, o, t, c in fields]  # not uint8: no colour
+    as_int = [f if f[0] != names[0] else (names[0], 15, UINT8, 1) for f in as_int]
+    cloud = cloud_from_pointcloud2(_msg(as_int, 16, [[point]], 1))
+    assert cloud.colors is None and set(cloud.fields) == set(names)
+
+
 def test_organised_cloud_with_row_padding_and_nonfinite_points():
     fields = [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1), ("i", 12, UINT8, 1)]
     bad = {(0, 1): float("nan"), (1, 0): float("inf"), (2, 3): float("-inf")}

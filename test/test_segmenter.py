@@ -53,6 +53,19 @@ def test_crop_and_nonfinite_points_get_minus_one(weights):
     assert (result.semantic[~outside] >= 0).all()
 
 
+def test_points_beyond_the_coordinate_limit_are_dropped_and_counted(weights):
+    pts, cols = room(3000)
+    pts[:3] = [[8e19, 1.0, 1.0], [1.0, -3.4e38, 1.0], [1.0, 1.0, 10_001.0]]
+    pts[3] = np.nan  # non-finite: dropped, but not counted as beyond the limit
+    result = segmenter(weights, coordinate_limit=10_000.0)(pts, cols)
+    assert result.num_beyond_limit == 3
+    assert (result.semantic[:4] == -1).all() and (result.instance[:4] == -1).all()
+    assert (result.semantic[4:] >= 0).all()
+    assert segmenter(weights)(*room(3000)).num_beyond_limit == 0
+    with pytest.raises(SegmenterError, match="over segmenter.max_tiles=4"):
+        segmenter(weights, tile_size=1.0, tile_overlap=0.0, max_tiles=4)(pts, cols)
+
+
 def test_rotation_averaging_runs(weights):
     pts, cols = room(2000)
     plain = segmenter(weights)(pts, cols)

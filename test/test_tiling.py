@@ -1,4 +1,6 @@
 """Tiling of large maps: tiled segmentation equals untiled, objects cut by borders stay whole."""
+import warnings
+
 import numpy as np
 import pytest
 from scipy.sparse.csgraph import connected_components
@@ -12,7 +14,7 @@ from ssen_ros.data.scan import scan_room
 from ssen_ros.instances import instance_record
 from ssen_ros.segmentation import Segmentation
 from ssen_ros.segmenter import Segmenter
-from ssen_ros.tiling import segment_tiled, tile_grid
+from ssen_ros.tiling import TileBudgetError, segment_tiled, tile_grid
 
 BACKGROUND = [CLASS_NAMES.index("wall"), CLASS_NAMES.index("floor")]
 
@@ -147,6 +149,20 @@ def test_grid_only_when_the_map_exceeds_one_tile():
     assert core.tolist() == [0, 3, -1]
     with pytest.raises(ValueError, match="tile_size"):
         tile_grid(xy, -1.0, 1.0)
+
+
+@pytest.mark.parametrize("far", [8e19, 3.4e38, np.finfo(np.float64).max])
+def test_grid_over_the_tile_budget_is_refused_with_the_numbers_never_overflowed(far):
+    xy = np.array([[0.0, 0.0], [far, 1.0], [-far, 2.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from an overflowing cast
+        with pytest.raises(TileBudgetError, match=r"tiles of segmenter.tile_size=8.0 m, over "
+                                                  r"segmenter.max_tiles=1000"):
+            tile_grid(xy, 8.0, 1.0)
+    square = np.random.default_rng(1).uniform(0, 6, (500, 2))  # 0.05 m tiles: 120 x 120
+    with pytest.raises(TileBudgetError, match=r"needs 120 x 120 tiles"):
+        tile_grid(square, 0.05, 0.0, max_tiles=10_000)
+    assert len(tile_grid(square, 0.05, 0.0, max_tiles=14_400)) == 14_400
 
 
 @pytest.fixture

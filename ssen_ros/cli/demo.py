@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ssen demo: map {args.map} does not exist", file=sys.stderr)
         return 2
     _ros_environment()
-    node = subprocess.Popen([sys.executable, "-m", "ssen_ros.ros.node", "--ros-args",
+    node = subprocess.Popen([sys.executable, "-m", "ssen_ros.ros.entry", "--ros-args",
                              "-p", f"segmenter.weights:={args.weights}"])
     # Published again every 10 s: a latched map sent right after discovery can be lost (Fast DDS
     # #3822); the node coalesces repeats, so they cost nothing while it is busy.

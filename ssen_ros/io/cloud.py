@@ -20,6 +20,8 @@ class CloudFormatError(ValueError):
 
 PACKED_COLOR_FIELDS = ("rgb", "rgba")
 SEPARATE_COLOR_FIELDS = ("red", "green", "blue")
+READ_COLOR_TRIPLES = (SEPARATE_COLOR_FIELDS, ("r", "g", "b"))
+"""Separate uint8 colour fields read as colour: PLY's, and the short names some drivers publish."""
 PADDING_FIELDS = ("", "_")
 
 
@@ -100,8 +102,8 @@ def cloud_from_structured(records: np.ndarray, *, source: str, height: int = 1, 
                           frame_id: str = "", stamp_ns: int = 0) -> Cloud:
     """Build a ``Cloud`` from a 1-D structured array of the source's points (any byte order).
 
-    ``x``, ``y``, ``z`` are required; ``rgb``/``rgba`` (4-byte, packed) or uint8
-    ``red``/``green``/``blue`` become ``colors``; fields named ``_`` or empty are padding;
+    ``x``, ``y``, ``z`` are required; ``rgb``/``rgba`` (4-byte, packed), or uint8
+    ``red``/``green``/``blue`` or ``r``/``g``/``b``, become ``colors``; fields named ``_`` or empty are padding;
     every other field lands in ``Cloud.fields``. Points with non-finite xyz are dropped.
     ``source`` names the file or message in errors.
     """
@@ -128,9 +130,12 @@ def cloud_from_structured(records: np.ndarray, *, source: str, height: int = 1, 
         if packed[0] == "rgba":
             fields["alpha"] = alpha
         used.add(packed[0])
-    elif all(f in names and records.dtype[f] == np.uint8 for f in SEPARATE_COLOR_FIELDS):
-        colors = np.stack([records[f] for f in SEPARATE_COLOR_FIELDS], axis=1)
-        used.update(SEPARATE_COLOR_FIELDS)
+    else:
+        triple = next((t for t in READ_COLOR_TRIPLES
+                       if all(f in names and records.dtype[f] == np.uint8 for f in t)), None)
+        if triple is not None:
+            colors = np.stack([records[f] for f in triple], axis=1)
+            used.update(triple)
     for name in names:
         if name not in used:
             fields[name] = _native(records[name])

@@ -61,8 +61,8 @@ def point_colors_and_scores(semantic: np.ndarray, point_ids: np.ndarray,
     by_id = {i.id: i for i in instances}
     rank = np.searchsorted(ids, point_ids)
     row = np.where(point_ids >= 0, 1 + len(CLASS_COLORS) + rank, semantic + 1)
-    colors = np.concatenate([[UNLABELLED_COLOR], CLASS_COLORS,
-                             [instance_color(int(i)) for i in ids]]).astype(np.uint8)
+    own = np.array([instance_color(int(i)) for i in ids], dtype=np.uint8).reshape(-1, 3)  # (0, 3) when none
+    colors = np.concatenate([[UNLABELLED_COLOR], CLASS_COLORS, own]).astype(np.uint8)
     scores = np.concatenate([np.zeros(1 + len(CLASS_COLORS)),
                              [by_id[int(i)].score for i in ids]]).astype(np.float32)
     return colors[row], scores[row]

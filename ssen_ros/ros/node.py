@@ -21,8 +21,10 @@ box, TTA, tiles, min_period, oriented boxes ...) can be set at run time; invalid
 rejected with the reason, and the last good map is segmented again with the new values.
 Settings that need a restart (weights, device, backend, voxel size, QoS) are read-only.
 
-Bad maps (empty, all non-finite, malformed, too large) give one error line each and the node
-carries on. A missing or mismatching weights file stops the start-up with a message naming it and
+Bad maps (empty, all non-finite, malformed, too large, too wide for the tile budget) give one
+error line each, naming the map's frame and stamp, and the node carries on. A map with no
+objects (or a crop box holding no point) still publishes: DELETEALL, an empty InstanceArray and
+the labelled cloud with every instance -1, so no stale objects remain. A missing or mismatching weights file stops the start-up with a message naming it and
 exit code 1. SIGINT/SIGTERM exit with code 0 without waiting for a segmentation in progress.
 """
 from __future__ import annotations
@@ -61,6 +63,8 @@ from ssen_ros.io import CloudFormatError
 from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
 from ssen_ros.msg import InstanceArray
 from ssen_ros.ros.convert import instance_array, labeled_cloud, qos_profile
+from ssen_ros.ros.log_bridge import forward_core_logs
+from ssen_ros.ros.map_subscription import MapSubscription
 from ssen_ros.ros.markers import instance_markers
 from ssen_ros.ros.tracking import IdTracker, relabel
 from ssen_ros.segmenter import Segmenter, SegmenterError, scale_cluster_sizes
@@ -79,6 +83,7 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "segmenter.cluster.sample_size": (100, 10_000_000),
     "segmenter.cluster.neighbours": (0, 10_000),
     "segmenter.cluster.seed": (0, 2**31 - 1),
+    "segmenter.max_tiles": (1, 1_000_000),
 }
 FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "min_period": (0.0, 3600.0),
@@ -86,17 +91,20 @@ FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "segmenter.voxel_size": (0.0, 1.0),
     "segmenter.tile_size": (0.0, 1000.0),
     "segmenter.tile_overlap": (0.0, 100.0),
+    "segmenter.coordinate_limit": (1.0, 20_000.0),  # 2**21 voxels of 2 cm per axis (voxel.py)
     "segmenter.score_half_area": (0.0, 1000.0),
     "segmenter.cluster.assign_radius": (0.0, 100.0),
     "segmenter.cluster.split_distance": (0.0, 100.0),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
-    "reliability": ("reliable", "best_effort"),
-    "durability": ("transient_local", "volatile"),
+    "reliability": ("auto", "reliable", "best_effort"),
+    "durability": ("auto", "transient_local", "volatile"),
     "segmenter.device": ("auto", "cpu", "cuda"),
     "segmenter.backend": ("auto", "torch", "minkowski"),
     "segmenter.cluster.method": ("fast", "exact"),
 }
+MIN_TILE_SIZE = 1.0
+"""Metres; a tile must hold at least one cell of the networks' coarsest level (``tiling``)."""
 READ_ONLY = frozenset({"reliability", "durability", "depth", "segmenter.weights",
                        "segmenter.device", "segmenter.backend", "segmenter.threads", "segmenter.voxel_size"})
 """Parameters fixed at start-up: they choose the networks or the subscription."""
@@ -108,6 +116,31 @@ _PARAMETER_TYPES = {str: Parameter.Type.STRING, bool: Parameter.Type.BOOL,
 
 class MapRejected(ValueError):
     """A map the node does not segment; the message says why."""
+
+
+class MapError(Exception):
+    """A map that gave no outputs: ``where`` names it, ``rejected`` tells bad input from a
+    failure of ours, the message is the cause's."""
+
+    def __init__(self, where: str, cause: BaseException, rejected: bool):
+        super().__init__(str(cause))
+        self.where, self.cause, self.rejected = where, cause, rejected
+
+
+MAX_FRAME_ID_CHARS = 64
+MAX_REASON_CHARS = 400
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was; log lines stay one line."""
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def map_name(header: Header) -> str:
+    """'frame ..., stamp sec.nanosec' for log lines; a long frame id is shortened."""
+    stamp = header.stamp
+    return f"frame {shorten(repr(header.frame_id), MAX_FRAME_ID_CHARS)}, stamp {stamp.sec}.{stamp.nanosec:09d}"
 
 
 def parameter_types(cls: type = NodeConfig, prefix: str = "") -> dict[str, Parameter.Type]:
@@ -151,6 +184,13 @@ def validate(config: NodeConfig) -> list[int]:
         corner = getattr(seg, name)
         if len(corner) not in (0, 3):
             raise ConfigError(f"segmenter.{name} must be empty or [x, y, z], got {corner}")
+        if not np.all(np.isfinite(corner)):
+            raise ConfigError(f"segmenter.{name} must be finite, got {corner}")
+    if 0 < seg.tile_size < MIN_TILE_SIZE:
+        raise ConfigError(
+            f"segmenter.tile_size must be 0 (no tiles) or at least {MIN_TILE_SIZE} m, got "
+            f"{seg.tile_size}: a smaller tile holds less than one cell of the networks' coarsest "
+            f"level, and a map needs many times more tiles")
     if seg.crop_min and seg.crop_max and not np.all(np.less(seg.crop_min, seg.crop_max)):
         raise ConfigError(f"segmenter.crop_min {seg.crop_min} must be below crop_max "
                           f"{seg.crop_max} on every axis")
@@ -269,6 +309,8 @@ class Outputs:
     timings: dict[str, float]
     """Seconds per stage, the segmenter's included, in order."""
     segmenter_seconds: float
+    notes: list[str] = dataclasses.field(default_factory=list)
+    """What the log line must say about the input (no colour, points dropped)."""
 
 
 class MapProcessor:
@@ -294,6 +336,18 @@ class MapProcessor:
         self.tracker.min_iou = config.id_match_iou
 
     def __call__(self, raw: bytes) -> Outputs:
+        """Raises ``MapError`` naming the map's frame and stamp for any map that gives no outputs."""
+        msg = deserialize_message(raw, PointCloud2)
+        where = map_name(msg.header)
+        try:
+            with np.errstate(all="ignore"):  # edge cases are handled, not printed
+                return self._outputs(msg, where)
+        except (MapRejected, CloudFormatError, SegmenterError) as exc:
+            raise MapError(where, exc, rejected=True) from exc
+        except Exception as exc:  # a bug of ours: still one line, naming the map
+            raise MapError(where, exc, rejected=False) from exc
+
+    def _outputs(self, msg: PointCloud2, where: str) -> Outputs:
         timings: dict[str, float] = {}
         t = time.perf_counter()
 
@@ -303,18 +357,14 @@ class MapProcessor:
             timings[name] = now - t
             t = now
 
-        msg = deserialize_message(raw, PointCloud2)
-        stamp = msg.header.stamp
-        where = f"frame {msg.header.frame_id!r}, stamp {stamp.sec}.{stamp.nanosec:09d}"
         n = int(msg.height) * int(msg.width)
         max_points = self.config.segmenter.max_points
         if n > max_points:
-            raise MapRejected(f"{where}: {n} points exceed segmenter.max_points={max_points}")
+            raise MapRejected(f"{n} points exceed segmenter.max_points={max_points}")
         lap("deserialize")
-        cloud = cloud_from_pointcloud2(msg, source=f"PointCloud2 ({where})")
+        cloud = cloud_from_pointcloud2(msg)
         if len(cloud) == 0:
-            raise MapRejected(f"{where}: no points" if n == 0 else
-                              f"{where}: all {n} points have non-finite x, y or z")
+            raise MapRejected("no points" if n == 0 else f"all {n} points have non-finite x, y or z")
         lap("decode")
         seg = self.segmenter(cloud.points, cloud.colors)
         timings.update((k, v) for k, v in seg.timings.items() if k != "total")
@@ -326,8 +376,12 @@ class MapProcessor:
         lap("encode")
         markers = instance_markers(instances, msg.header, self.config.oriented_boxes)
         lap("markers")
+        notes = [] if cloud.colors is not None else ["no colour fields: segmented on geometry alone"]
+        if seg.num_beyond_limit:
+            notes.append(f"{seg.num_beyond_limit} points beyond segmenter.coordinate_limit="
+                         f"{self.config.segmenter.coordinate_limit} m dropped")
         return Outputs(msg.header, where, len(cloud), instances, cloud_msg, markers, timings,
-                       seg.timings["total"])
+                       seg.timings["total"], notes)
 
 
 def _plain(value: Any) -> Any:
@@ -340,6 +394,7 @@ class SsenNode(Node):
 
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
+        forward_core_logs(self.get_logger())
         config = self._declare_parameters()
         self.processor = MapProcessor(config)
         self._pending: Optional[NodeConfig] = None
@@ -352,13 +407,13 @@ class SsenNode(Node):
         self.worker: LatestOnlyWorker[_Map] = LatestOnlyWorker(
             self._process, config.min_period, on_error=self._log_failure)
         c, seg = config, self.processor.segmenter
-        self.subscription = self.create_subscription(
-            PointCloud2, INPUT_TOPIC, self._on_map, qos_profile(c.reliability, c.durability, c.depth),
-            raw=True)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.subscription = MapSubscription(self, INPUT_TOPIC, self._on_map, c.reliability,
+                                            c.durability, c.depth)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
         self.get_logger().info(
-            f"ready: segmenting maps from {self.subscription.topic_name} ({c.reliability}, "
-            f"{c.durability}, depth {c.depth}) with {seg.spec.arch} at {seg.voxel_size:.3f} m "
+            f"ready: segmenting maps from {self.subscription.topic_name} "
+            f"({self.subscription.describe()}) with {seg.spec.arch} at {seg.voxel_size:.3f} m "
             f"voxels on {seg.device}; publishing "
             f"{self.cloud_pub.topic_name}, {self.marker_pub.topic_name}, {self.instance_pub.topic_name}")
 
@@ -394,29 +449,38 @@ class SsenNode(Node):
         flat.update(changes)
         return from_dict(NodeConfig, unflatten(flat))
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Validate run-time changes; accepted ones apply from the next run, which starts now."""
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Accept a change only if the whole configuration it gives is valid."""
         try:
-            config = self._read_config({p.name: _plain(p.value) for p in params})
-            validate(config)
+            validate(self._read_config({p.name: _plain(p.value) for p in params}))
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        """Accepted changes apply from the next run, which starts now (the post-set callback,
+        so a change another callback vetoed is never applied)."""
+        config = self._read_config({})
         with self._config_lock:
             self._pending = config
         self.worker.min_period = config.min_period
         self.get_logger().info("parameters changed: " + ", ".join(
             f"{p.name}={_plain(p.value)!r}" for p in params))
         self.worker.repeat_last(lambda m: _Map(m.raw, time.monotonic()))  # timed from now
-        return SetParametersResult(successful=True)
 
     # maps ----------------------------------------------------------------------------------
     def _on_map(self, raw: bytes) -> None:
         self.worker.submit(_Map(raw, time.monotonic()))
 
     def _log_failure(self, exc: BaseException) -> None:
-        what = "rejected map" if isinstance(exc, (MapRejected, CloudFormatError, SegmenterError)) \
-            else f"failed on map ({type(exc).__name__})"
-        self.get_logger().error(f"{what} on {self.subscription.topic_name}: {exc}")
+        """One line per map that gave no outputs, naming it (frame, stamp) and the cause."""
+        if isinstance(exc, MapError):
+            what = ("rejected map " if exc.rejected else
+                    f"failed on map ({type(exc.cause).__name__}) ") + exc.where
+        else:  # not even deserialised, or publishing failed
+            what = f"failed on map ({type(exc).__name__})"
+        self.get_logger().error(
+            f"{what} on {self.subscription.topic_name}: {shorten(str(exc), MAX_REASON_CHARS)}")
 
     def _process(self, item: _Map) -> None:
         with self._config_lock:
@@ -436,12 +500,16 @@ class SsenNode(Node):
             f"map {out.where}: {out.num_points} points -> {len(out.instances)} instances in "
             f"{elapsed:.3f} s (segmenter {out.segmenter_seconds:.3f} s; "
             + ", ".join(f"{k} {v:.3f}" for k, v in out.timings.items())
-            + f"; {self.worker.coalesced} maps coalesced so far)")
+            + f"; {self.worker.coalesced} maps coalesced so far)"
+            + "".join(f"; {note}" for note in out.notes))
 
 
-def main(args: Optional[list[str]] = None) -> NoReturn:
+def main(args: Optional[list[str]] = None, stop: Optional[threading.Event] = None) -> NoReturn:
     """``ssen_node``: run the node until SIGINT/SIGTERM, then end the process: 0, or 1 if it
-    cannot start.
+    cannot start. ``stop`` is the event the signals set when the caller installed the handlers
+    already (``ssen_ros.ros.entry``, which catches them during the imports too); a signal that
+    that came before the node is built skips it; one while it is built ends the process with 0
+    once it is.
 
     The signals set an event that the spin loop checks every 0.1 s. rclpy's own handlers are
     off: they shut the context down from the signal, and about one time in ten here the
@@ -451,14 +519,15 @@ def main(args: Optional[list[str]] = None) -> NoReturn:
     break the promise to exit within 2 s, and a segmentation in progress on the worker thread is
     abandoned rather than waited for.
     """
+    if stop is None:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     logger = rclpy.logging.get_logger(NODE_NAME)
     code = 0
     try:
-        node = SsenNode()
+        node = None if stop.is_set() else SsenNode()
     except (WeightsError, ConfigError, SegmenterError, InvalidParameterValueException,
             InvalidParameterTypeException) as exc:
         logger.fatal(f"cannot start: {exc}")
@@ -481,5 +550,5 @@ def main(args: Optional[list[str]] = None) -> NoReturn:
     os._exit(code)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m ssen_ros.ros.entry` also catches signals during the imports
     main()
