@@ -6,6 +6,7 @@ per leaf (``cluster.min_cluster_size`` ...), so there is no second set of defaul
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,10 @@ from typing import Any
 import yaml
 
 from ssen_ros.classes import BACKGROUND_CLASSES, class_ids
+
+
+MIN_TILE_SIZE = 1.0
+"""Metres; a tile must hold at least one cell of the networks' coarsest level (``ssen_ros.tiling``)."""
 
 
 class ConfigError(ValueError):
@@ -131,6 +136,13 @@ class SegmenterConfig:
             corner = getattr(self, name)
             if len(corner) not in (0, 3):
                 raise ConfigError(f"{name} must be empty or [x, y, z], got {corner}")
+            if not all(math.isfinite(v) for v in corner):
+                raise ConfigError(f"{name} must be finite, got {corner}")
+        if 0 < self.tile_size < MIN_TILE_SIZE:
+            raise ConfigError(
+                f"tile_size must be 0 (no tiles) or at least {MIN_TILE_SIZE} m, got {self.tile_size}: a "
+                "smaller tile holds less than one cell of the networks' coarsest level, and a map needs "
+                "many times more tiles")
         if self.crop_min and self.crop_max and not all(lo < hi for lo, hi in zip(self.crop_min, self.crop_max)):
             raise ConfigError(f"crop_min {self.crop_min} must be below crop_max {self.crop_max} on every axis")
         try:

@@ -40,6 +40,8 @@ def test_flatten_names_every_leaf_with_a_description():
     ({"crop_min": [0.0, 0.0]}, r"crop_min must be empty or \[x, y, z\], got \[0.0, 0.0\]"),
     ({"crop_max": [1.0, 1.0, 1.0, 1.0]}, r"crop_max must be empty or \[x, y, z\]"),
     ({"crop_min": [0.0, 0.0, 5.0], "crop_max": [1.0, 1.0, 1.0]}, r"crop_min \[0.0, 0.0, 5.0\] must be below crop_max"),
+    ({"crop_min": [float("nan"), 0.0, 0.0]}, r"crop_min must be finite"),
+    ({"tile_size": 0.05}, r"tile_size must be 0 \(no tiles\) or at least 1.0 m"),
     ({"background_classes": ["wall", "sofaa"]}, r"background_classes: unknown class name\(s\) \['sofaa'\]"),
 ])
 def test_segmenter_config_checks_its_fields_together(kwargs, reason):

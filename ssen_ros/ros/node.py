@@ -103,8 +103,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "segmenter.backend": ("auto", "torch", "minkowski"),
     "segmenter.cluster.method": ("fast", "exact"),
 }
-MIN_TILE_SIZE = 1.0
-"""Metres; a tile must hold at least one cell of the networks' coarsest level (``tiling``)."""
 READ_ONLY = frozenset({"reliability", "durability", "depth", "segmenter.weights",
                        "segmenter.device", "segmenter.backend", "segmenter.threads", "segmenter.voxel_size"})
 """Parameters fixed at start-up: they choose the networks or the subscription."""
@@ -179,29 +177,9 @@ def validate(config: NodeConfig) -> list[int]:
     for name, choices in CHOICES.items():
         if flat[name] not in choices:
             raise ConfigError(f"{name} must be one of {list(choices)}, got {flat[name]!r}")
-    seg = config.segmenter
-    for name in ("crop_min", "crop_max"):
-        corner = getattr(seg, name)
-        if len(corner) not in (0, 3):
-            raise ConfigError(f"segmenter.{name} must be empty or [x, y, z], got {corner}")
-        if not np.all(np.isfinite(corner)):
-            raise ConfigError(f"segmenter.{name} must be finite, got {corner}")
-    if 0 < seg.tile_size < MIN_TILE_SIZE:
-        raise ConfigError(
-            f"segmenter.tile_size must be 0 (no tiles) or at least {MIN_TILE_SIZE} m, got "
-            f"{seg.tile_size}: a smaller tile holds less than one cell of the networks' coarsest "
-            f"level, and a map needs many times more tiles")
-    if seg.crop_min and seg.crop_max and not np.all(np.less(seg.crop_min, seg.crop_max)):
-        raise ConfigError(f"segmenter.crop_min {seg.crop_min} must be below crop_max "
-                          f"{seg.crop_max} on every axis")
-    try:
-        background = class_ids(seg.background_classes)
-    except ValueError as exc:
-        raise ConfigError(f"segmenter.background_classes: {exc}") from exc
-    try:
-        EmbeddingClusterer(seg.cluster)
-    except ValueError as exc:  # its messages start with "cluster.<field>"
-        raise ConfigError(f"segmenter.{exc}") from exc
+    # Crop corners, background classes, cluster settings and the tile size are checked by the
+    # config itself (``SegmenterConfig.__post_init__``), for the library and the CLI alike.
+    background = class_ids(config.segmenter.background_classes)
     return background
 
 
