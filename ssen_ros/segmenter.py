@@ -100,15 +100,7 @@ class Segmenter:
 
         t_start = time.perf_counter()
         points = np.asarray(points)
-        if points.ndim != 2 or points.shape[1] != 3:
-            raise SegmenterError(f"points must be (N, 3), got shape {points.shape}")
-        n = len(points)
-        if n > self.config.max_points:
-            raise SegmenterError(f"{n} points exceed max_points={self.config.max_points}")
-        if colors is None and n:
-            log.info("the cloud has no colour: the networks see every point as mid grey, which costs "
-                     "accuracy (README, 'Results': rows without colour)")
-        rows = self._rows(points)
+        rows = self.checked_rows(points, colors)
         grid = tile_grid(points[rows, :2], self.config.tile_size, self.config.tile_overlap)
         if grid is None:
             result = self._segment(points, colors, progress, rows)
@@ -117,6 +109,19 @@ class Segmenter:
                                    self.config.min_instance_points, progress)
         result.timings["total"] = time.perf_counter() - t_start
         return result
+
+    def checked_rows(self, points: np.ndarray, colors: Optional[np.ndarray]) -> "np.ndarray | slice":
+        """The rows of ``points`` to segment (:meth:`_rows`), after checking the cloud's shape
+        and size (``SegmenterError``); a cloud without colour is logged."""
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise SegmenterError(f"points must be (N, 3), got shape {points.shape}")
+        n = len(points)
+        if n > self.config.max_points:
+            raise SegmenterError(f"{n} points exceed max_points={self.config.max_points}")
+        if colors is None and n:
+            log.info("the cloud has no colour: the networks see every point as mid grey, which costs "
+                     "accuracy (README, 'Results': rows without colour)")
+        return self._rows(points)
 
     def _segment(self, points: np.ndarray, colors: Optional[np.ndarray] = None,
                  progress: bool = False, rows: "np.ndarray | slice | None" = None) -> Segmentation:
