@@ -147,6 +147,7 @@ class NodeConfig:
     """Stable ids: a new instance keeps the id of last run's instance of the same class whose
     voxels overlap it by at least this IoU."""
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
 
 @dataclass

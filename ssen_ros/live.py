@@ -165,9 +165,9 @@ class LiveSegmenter:
         sizes = np.diff(win.starts)
         changed = np.array([cell not in last or _differ(last[cell].keys, keys[win.window(t)])
                             > config.changed_voxels for t, cell in enumerate(cells)], dtype=bool)
-        self.full_ = bool(sizes[changed].sum() > config.full_share * sizes.sum())
-        if self.full_:
+        if sizes[changed].sum() > config.full_share * sizes.sum():
             changed[:] = True
+        self.full_ = bool(changed.all())
         timings = {"changes": time.perf_counter() - t_start}
         self.tiles_ = {cell: last[cell] for t, cell in enumerate(cells) if not changed[t]}
         self.changed_ = [cells[t] for t in np.flatnonzero(changed)]

@@ -92,3 +92,36 @@ def test_each_voxel_has_one_core_tile_and_windows_reach_the_margin():
         far = ((xy < lo - 1e-9) | (xy >= hi + 1e-9)).any(1)
         assert inside[near].all() and not inside[far].any()
         assert len(win.window(t)) == inside.sum()  # no voxel listed twice
+
+
+def test_the_node_in_live_mode_publishes_the_whole_map_with_stable_ids(room):
+    pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup.sh for the ROS 2 wheels")
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from ssen_ros.config import NodeConfig
+    from ssen_ros.io import Cloud
+    from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
+    from ssen_ros.ros.convert import cloud_message
+    from ssen_ros.ros.node import MapProcessor
+
+    points, colors, _ = room
+    config = NodeConfig(segmenter=SegmenterConfig(device="cpu", tile_overlap=0.5),
+                        live=LiveConfig(enabled=True, tile_size=TILE, full_share=1.0))
+    processor = MapProcessor(config)
+    left = points[:, 0] < np.median(points[:, 0])
+    raw = [serialize_message(cloud_message(Cloud(p, c), Header(frame_id="map")))
+           for p, c in ((points[left], colors[left]), (points, colors))]
+    processor(raw[0])
+    grown = processor(raw[1])
+    assert 0 < len(processor.live.changed_) < len(processor.live.tiles_)
+    full = LiveSegmenter(processor.segmenter, config.live).full(points, colors)
+    cloud = cloud_from_pointcloud2(grown.cloud)
+    assert len(cloud) == len(points) and len(grown.instances) == len(full.instances)
+    assert np.array_equal(cloud.fields["label"], full.semantic)
+    again = processor(raw[1])
+    assert processor.live.changed_ == []
+    assert [(i.id, i.point_count) for i in again.instances] == [(i.id, i.point_count) for i in grown.instances]
+    processor.reconfigure(config)  # new settings: kept tiles are stale, the next run is full
+    processor(raw[1])
+    assert processor.live.full_
