@@ -26,9 +26,11 @@ For each map:
    window are not labelled by that tile until it re-runs.
 
 So the result equals :meth:`LiveSegmenter.full` on the same map whenever every change is above
-the threshold (same tiles, same per-tile runs); a kept tile's sub-threshold change leaves only
-its new voxels unlabelled. The tiles differ from ``Segmenter``'s (which stretches its grid to
-each map's extent), so a full ``Segmenter`` run differs from both at tile borders.
+the threshold (same tiles, same per-tile runs). Below it a kept tile keeps its last result with
+its new voxels unlabelled, where a full run would segment the tile afresh; the clustering's
+sample makes such a re-run differ by more than those few voxels (``benchmarks/live.md``).
+The tiles differ from ``Segmenter``'s (it stretches its grid to each map's extent, with larger
+tiles by default), so a full ``Segmenter`` run differs from both.
 Stable ids across maps are the node's ``ros.tracking``, as without live mode.
 """
 from __future__ import annotations
