@@ -82,12 +82,25 @@ def _node_config(weights: str, random_weights: bool):
     return from_dict(NodeConfig, tree)
 
 
+def time_serialize(out) -> None:
+    """Serialise the three output messages of ``MapProcessor`` (what ``publish`` does before
+    DDS) and record the seconds as the stage 'serialize outputs'."""
+    from rclpy.serialization import serialize_message
+
+    from ssen_ros.ros.convert import instance_array
+
+    t = time.perf_counter()
+    for msg in (out.cloud, out.markers, instance_array(out.instances, out.header, 0.0)):
+        serialize_message(msg)
+    out.timings["serialize outputs"] = time.perf_counter() - t
+
+
 def overhead(weights: str, random_weights: bool, cloud: Cloud, repeat: int) -> tuple[str, dict]:
     """Median seconds per stage of the node's per-map code; the markdown table and the medians."""
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
-    from ssen_ros.ros.convert import cloud_message, instance_array
+    from ssen_ros.ros.convert import cloud_message
     from ssen_ros.ros.node import MapProcessor
 
     processor = MapProcessor(_node_config(weights, random_weights))
@@ -97,10 +110,7 @@ def overhead(weights: str, random_weights: bool, cloud: Cloud, repeat: int) -> t
     def work() -> None:
         for k in range(repeat + 1):  # the first run warms up
             out = processor(raw)
-            t = time.perf_counter()
-            for msg in (out.cloud, out.markers, instance_array(out.instances, out.header, 0.0)):
-                serialize_message(msg)
-            out.timings["serialize outputs"] = time.perf_counter() - t
+            time_serialize(out)
             out.timings["segmenter"] = out.segmenter_seconds
             if k:
                 runs.append(out.timings)

@@ -152,6 +152,27 @@ class SegmenterConfig:
 
 
 @dataclass
+class LiveConfig:
+    """Live maps: re-segment only the tiles of a republished map that changed (``ssen_ros.live``)."""
+
+    enabled: bool = False
+    """The node keeps each tile's last result and re-segments only the tiles whose voxels changed;
+    false: every map is segmented from scratch."""
+    tile_size: float = 4.0
+    """Edge in metres of the square xy tiles that changes are tracked in, fixed in the map frame
+    (so a tile keeps its place while the map grows), each read with ``segmenter.tile_overlap``
+    of margin. Smaller tiles re-run less around a change but spend more on margins."""
+    changed_voxels: int = 20
+    """A tile whose voxels (core and margin) differ from those of its last run in at most this
+    many, added or removed, keeps its result, so a few voxels of noise force no re-run. Keep it
+    below the smallest instance (``cluster.min_cluster_size`` at the voxel size), so that no
+    object can appear or vanish unseen."""
+    full_share: float = 0.5
+    """When the tiles to re-run hold more than this share of all tiles' voxels, every tile is
+    re-run (a full run), as after a loop closure that moved most of the map."""
+
+
+@dataclass
 class NodeConfig:
     """The ROS 2 node: QoS of the map subscription and how often to re-segment."""
 
@@ -173,6 +194,7 @@ class NodeConfig:
     """Stable ids: a new instance keeps the id of last run's instance of the same class whose
     voxels overlap it by at least this IoU."""
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
 
 @dataclass

@@ -78,12 +78,7 @@ class Segmenter:
         (``ssen_ros.tiling``). ``progress`` shows a bar over stages or tiles on stderr."""
         t_start = time.perf_counter()
         points = np.asarray(points)
-        if points.ndim != 2 or points.shape[1] != 3:
-            raise SegmenterError(f"points must be (N, 3), got shape {points.shape}")
-        n = len(points)
-        if n > self.config.max_points:
-            raise SegmenterError(f"{n} points exceed max_points={self.config.max_points}")
-        rows = self._rows(points)
+        rows = self.checked_rows(points)
         try:
             grid = tile_grid(points[rows, :2], self.config.tile_size, self.config.tile_overlap,
                              self.config.max_tiles)
@@ -97,6 +92,16 @@ class Segmenter:
         result.num_beyond_limit = self._beyond_limit(points, rows)
         result.timings["total"] = time.perf_counter() - t_start
         return result
+
+    def checked_rows(self, points: np.ndarray) -> "np.ndarray | slice":
+        """The rows of ``points`` to segment (:meth:`_rows`), after checking the cloud's shape
+        and size (``SegmenterError``)."""
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise SegmenterError(f"points must be (N, 3), got shape {points.shape}")
+        n = len(points)
+        if n > self.config.max_points:
+            raise SegmenterError(f"{n} points exceed max_points={self.config.max_points}")
+        return self._rows(points)
 
     def _segment(self, points: np.ndarray, colors: Optional[np.ndarray] = None,
                  progress: bool = False, rows: "np.ndarray | slice | None" = None) -> Segmentation:

@@ -31,7 +31,7 @@ never cut; the 1 m margin exceeds the 0.8 m cells of the UNets' coarsest level a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -163,18 +163,32 @@ def segment_tiled(segment: SegmentFn, points: np.ndarray, colors: Optional[np.nd
     classes = np.asarray(node_class, dtype=np.int64)
     m_idx, m_node, m_tile = (np.concatenate(v) if v else np.zeros(0, np.int64)
                              for v in (margin_idx, margin_node, margin_tile))
-    component = _merge(node[m_idx], core[m_idx], m_node, m_tile, np.asarray(node_tile, np.int64),
-                       len(classes), len(grid))
-    # A foreground point its core tile left unclustered joins a neighbour's instance.
-    rescue = (node[m_idx] < 0) & (m_node >= 0)
-    rescue[rescue] &= ~np.isin(semantic[m_idx[rescue]], background)
-    node[m_idx[rescue]] = m_node[rescue]
-    instance, records = _instances(points, node, component, classes,
-                                   np.asarray(node_score, dtype=np.float64), min_instance_points)
+    component = join_tiles(semantic, node, core, m_idx, m_node, m_tile,
+                           np.asarray(node_tile, np.int64), len(grid), background)
+    instance, records = tile_instances(points, node, component, classes,
+                                       np.asarray(node_score, dtype=np.float64), min_instance_points)
     timings["stitch"] = time.perf_counter() - t_stitch
     timings["total"] = time.perf_counter() - t_start
     return Segmentation(semantic, instance, records, timings, num_voxels, num_foreground,
                         num_tiles=len(tiles))
+
+
+def join_tiles(semantic: np.ndarray, node: np.ndarray, core: np.ndarray, margin_idx: np.ndarray,
+               margin_node: np.ndarray, margin_tile: np.ndarray, node_tile: np.ndarray,
+               num_tiles: int, background: Sequence[int]) -> np.ndarray:
+    """Component of every tile instance ("node") after the border merges, and the rescue of
+    foreground items that their core tile left unclustered (``node`` is updated in place).
+
+    Items are points or voxels: ``semantic``, ``node`` and ``core`` (tile index) are their core
+    views; ``margin_idx``, ``margin_node`` and ``margin_tile`` list their views from other tiles;
+    ``node_tile`` is each node's tile."""
+    component = _merge(node[margin_idx], core[margin_idx], margin_node, margin_tile, node_tile,
+                       len(node_tile), num_tiles)
+    # A foreground item its core tile left unclustered joins a neighbour's instance.
+    rescue = (node[margin_idx] < 0) & (margin_node >= 0)
+    rescue[rescue] &= ~np.isin(semantic[margin_idx[rescue]], background)
+    node[margin_idx[rescue]] = margin_node[rescue]
+    return component
 
 
 def _merge(core_node: np.ndarray, core_tile: np.ndarray, margin_node: np.ndarray,
@@ -189,11 +203,13 @@ def _merge(core_node: np.ndarray, core_tile: np.ndarray, margin_node: np.ndarray
         core_node[a_ok] * num_tiles + margin_tile[a_ok],
         margin_node[b_ok] * num_tiles + core_tile[b_ok]]), return_counts=True)
     both = a_ok & b_ok
-    pairs, inter = np.unique(np.sort(np.stack([core_node[both], margin_node[both]], 1), axis=1),
-                             axis=0, return_counts=True)  # unordered pairs: both cores count
+    # Unordered pairs, packed into one int64 (a 1-D unique, not unique(axis=0)): both cores count.
+    low = np.minimum(core_node[both], margin_node[both])
+    pairs, inter = np.unique(low * num_nodes + np.maximum(core_node[both], margin_node[both]),
+                             return_counts=True)
     if len(pairs) == 0:
         return np.arange(num_nodes)
-    a, b = pairs[:, 0], pairs[:, 1]
+    a, b = np.divmod(pairs, num_nodes)
 
     def seen(x: np.ndarray, tile: np.ndarray) -> np.ndarray:
         return seen_counts[np.searchsorted(seen_keys, x * num_tiles + tile)]
@@ -204,13 +220,21 @@ def _merge(core_node: np.ndarray, core_tile: np.ndarray, margin_node: np.ndarray
     return connected_components(graph, directed=False)[1]
 
 
-def _instances(points: np.ndarray, node: np.ndarray, component: np.ndarray, classes: np.ndarray,
-               scores: np.ndarray, min_points: int) -> "tuple[np.ndarray, list]":
-    """Per-point instance ids 0.. by decreasing size, and their records."""
+def tile_instances(points: np.ndarray, node: np.ndarray, component: np.ndarray, classes: np.ndarray,
+                   scores: np.ndarray, min_points: int, known: Optional[dict] = None
+                   ) -> "tuple[np.ndarray, list]":
+    """Per-point instance ids 0.. by decreasing size, and their records, from each point's
+    node (-1: none), the nodes' components, classes and scores.
+
+    ``known``, when given, maps instances of an earlier call (class, score, point count and
+    coordinate sums) to their records: an instance with the same ones has the same points, so
+    its record is reused under its new id. It is refilled with this call's instances."""
     labelled = node >= 0
     comp = np.full(len(node), -1, dtype=np.int64)
     comp[labelled] = component[node[labelled]]
-    ids, counts = np.unique(comp[labelled], return_counts=True)
+    sizes = np.bincount(comp[labelled], minlength=len(component))
+    ids = np.flatnonzero(sizes)
+    counts = sizes[ids]
     order = np.lexsort((ids, -counts))
     ids, counts = ids[order][counts[order] >= min_points], counts[order][counts[order] >= min_points]
     remap = np.full(len(component), -1, dtype=np.int64)
@@ -221,9 +245,25 @@ def _instances(points: np.ndarray, node: np.ndarray, component: np.ndarray, clas
     score_sum = np.bincount(instance[inside], weights=scores[node[inside]], minlength=len(ids))
     votes = np.bincount(instance[inside] * NUM_CLASSES + classes[node[inside]],
                         minlength=len(ids) * NUM_CLASSES).reshape(len(ids), NUM_CLASSES)
-    sort = np.argsort(instance, kind="stable")
+    sort = np.flatnonzero(inside)
+    sort = sort[stable_argsort(instance[sort], len(ids))]
     starts = np.searchsorted(instance[sort], np.arange(len(ids) + 1))
-    records = [instance_record(k, points[sort[starts[k]:starts[k + 1]]],
-                               int(votes[k].argmax()), float(score_sum[k] / counts[k]))
-               for k in range(len(ids))]
+    keys = list(zip(votes.argmax(1).tolist(), (score_sum / np.maximum(counts, 1)).tolist(), counts.tolist(),
+                    *(np.bincount(instance[inside], weights=points[inside, j], minlength=len(ids)).tolist()
+                      for j in range(3) if known is not None)))
+    records = []
+    for k, key in enumerate(keys):
+        record = None if known is None else known.get(key)
+        records.append(instance_record(k, points[sort[starts[k]:starts[k + 1]]], key[0], key[1])
+                       if record is None else replace(record, id=k))
+    if known is not None:
+        known.clear()
+        known.update(zip(keys, records))
     return instance, records
+
+
+def stable_argsort(values: np.ndarray, bound: int) -> np.ndarray:
+    """Stable argsort of integers in [0, ``bound``): numpy sorts 16-bit integers by radix, in
+    linear time, so values that fit are sorted as int16."""
+    small = np.int16 if bound <= np.iinfo(np.int16).max else values.dtype
+    return np.argsort(values.astype(small, copy=False), kind="stable")

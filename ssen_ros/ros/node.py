@@ -11,7 +11,8 @@ The subscription callback only hands the still-serialised message to a worker th
 subscription is raw, so maps that are coalesced are never even deserialised). The worker
 processes the newest map; maps arriving meanwhile replace each other, so no queue grows. An
 optional ``min_period`` spaces out runs. Instance ids are kept stable across runs
-(``ros.tracking``).
+(``ros.tracking``). With ``live.enabled`` only the tiles of the map that changed are segmented
+again (``ssen_ros.live``); the outputs still cover the whole map.
 
 Parameters are the leaves of ``ssen_ros.config.NodeConfig`` (``segmenter.cluster.min_samples``
 ...), each declared with its field's docstring as description and a range where one makes
@@ -61,6 +62,7 @@ from ssen_ros.config import ConfigError, NodeConfig, field_docs, flatten, from_d
 from ssen_ros.instances import Instance
 from ssen_ros.io import CloudFormatError
 from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
+from ssen_ros.live import LiveSegmenter
 from ssen_ros.msg import InstanceArray
 from ssen_ros.ros.convert import instance_array, labeled_cloud, qos_profile
 from ssen_ros.ros.log_bridge import forward_core_logs
@@ -84,6 +86,7 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "segmenter.cluster.neighbours": (0, 10_000),
     "segmenter.cluster.seed": (0, 2**31 - 1),
     "segmenter.max_tiles": (1, 1_000_000),
+    "live.changed_voxels": (0, 10_000_000),
 }
 FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "min_period": (0.0, 3600.0),
@@ -95,6 +98,8 @@ FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "segmenter.score_half_area": (0.0, 1000.0),
     "segmenter.cluster.assign_radius": (0.0, 100.0),
     "segmenter.cluster.split_distance": (0.0, 100.0),
+    "live.tile_size": (0.5, 1000.0),
+    "live.full_share": (0.0, 1.0),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "reliability": ("auto", "reliable", "best_effort"),
@@ -302,6 +307,7 @@ class MapProcessor:
         validate(config)
         self.config = config
         self.segmenter = Segmenter(config.segmenter)
+        self.live = LiveSegmenter(self.segmenter, config.live)
         self.tracker = IdTracker(min_iou=config.id_match_iou)
 
     def reconfigure(self, config: NodeConfig) -> None:
@@ -312,6 +318,8 @@ class MapProcessor:
         seg.config, seg.background = config.segmenter, background
         seg.clusterer = EmbeddingClusterer(scale_cluster_sizes(config.segmenter.cluster, seg.voxel_size))
         self.tracker.min_iou = config.id_match_iou
+        self.live.config = config.live
+        self.live.reset()  # kept tiles were segmented with the old settings
 
     def __call__(self, raw: bytes) -> Outputs:
         """Raises ``MapError`` naming the map's frame and stamp for any map that gives no outputs."""
@@ -344,7 +352,7 @@ class MapProcessor:
         if len(cloud) == 0:
             raise MapRejected("no points" if n == 0 else f"all {n} points have non-finite x, y or z")
         lap("decode")
-        seg = self.segmenter(cloud.points, cloud.colors)
+        seg = (self.live if self.config.live.enabled else self.segmenter)(cloud.points, cloud.colors)
         timings.update((k, v) for k, v in seg.timings.items() if k != "total")
         t = time.perf_counter()
         ids = self.tracker.update(cloud.points, seg.instance, seg.instances)

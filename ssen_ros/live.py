@@ -1,0 +1,254 @@
+"""Live maps: when SLAM republishes a grown or corrected map, re-segment only what changed.
+
+SLAM republishes its map every few seconds and most of each version is the last one again.
+:class:`LiveSegmenter` cuts the xy plane into square tiles fixed in the map frame (edge
+``LiveConfig.tile_size``, anchored at the frame's origin, so a tile keeps its place while the map
+grows) and reads each with the segmenter's ``tile_overlap`` margin, as ``ssen_ros.tiling`` does.
+Every voxel belongs to the tile whose core holds its centre and is seen by each tile whose
+window (core plus margin) holds it. Per tile it keeps the result of the tile's last run, per
+voxel of its window: the voxel's key, class and tile-local instance, and each instance's class
+and score. Network activations are never kept, so memory grows with the map's voxels only.
+
+For each map:
+
+1. **Detect.** A tile re-runs when it has no result yet, or when the voxels of its window differ
+   from those of its last run in more than ``changed_voxels`` (added plus removed; a region that
+   SLAM shifted by more than a voxel changes both). Each tile is compared with its own last run,
+   not with the last map, so small changes add up until they count. Changes inside occupied
+   voxels (colour, more points) do not count.
+2. **Re-run** the changed tiles: both networks and the clustering on the points of their windows.
+   When they hold more than ``full_share`` of all windows' voxels, every tile re-runs.
+3. **Stitch** every tile, re-run or kept, as the tiling does: a voxel takes its labels from its
+   core tile; instances cut by a border merge when their IoU over the voxels both tiles saw
+   reaches ``tiling.MERGE_IOU``; unclustered foreground joins a neighbour's instance
+   (``tiling.join_tiles``); instance ids, records and boxes come from the whole map's points
+   (``tiling.tile_instances``), so the output is always complete. Voxels that appeared in a kept
+   window are not labelled by that tile until it re-runs.
+
+So the result equals :meth:`LiveSegmenter.full` on the same map whenever every change is above
+the threshold (same tiles, same per-tile runs). Below it a kept tile keeps its last result with
+its new voxels unlabelled, where a full run would segment the tile afresh; the clustering's
+sample makes such a re-run differ by more than those few voxels (``benchmarks/live.md``).
+The tiles differ from ``Segmenter``'s (it stretches its grid to each map's extent, with larger
+tiles by default), so a full ``Segmenter`` run differs from both.
+Stable ids across maps are the node's ``ros.tracking``, as without live mode.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ssen_ros.config import LiveConfig
+from ssen_ros.instances import Instance
+from ssen_ros.segmentation import Segmentation
+from ssen_ros.segmenter import Segmenter
+from ssen_ros.tiling import join_tiles, stable_argsort, tile_instances
+from ssen_ros.voxel import voxelize
+
+_BITS = 21
+_MASK = (1 << _BITS) - 1
+_CELL_OFFSET = 1 << 30  # tile cells are packed as (x + offset) << 32 | (y + offset)
+
+
+@dataclass(frozen=True)
+class TileResult:
+    """One tile's last run, per voxel of its window: ``keys`` (sorted, :func:`voxel_keys`),
+    ``semantic`` class and tile-local ``instance`` (-1: none); per instance its ``classes`` and
+    ``scores``."""
+
+    keys: np.ndarray
+    semantic: np.ndarray
+    instance: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+
+
+def voxel_keys(index: np.ndarray) -> np.ndarray:
+    """One int64 per absolute voxel index (M, 3). Each axis wraps every 2**21 voxels, which no
+    map spans (``voxelize`` rejects wider clouds), so keys are unique within a map."""
+    index = np.asarray(index, dtype=np.int64) & _MASK
+    return (index[:, 0] << (2 * _BITS)) | (index[:, 1] << _BITS) | index[:, 2]
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """The tiles of one map: ``tiles`` (T, 2) cell indices, sorted; ``core`` (M,) each voxel's
+    tile; ``voxels[starts[t]:starts[t + 1]]`` the voxels of tile t's window."""
+
+    tiles: np.ndarray
+    core: np.ndarray
+    voxels: np.ndarray
+    starts: np.ndarray
+
+    def window(self, t: int) -> np.ndarray:
+        return self.voxels[self.starts[t]:self.starts[t + 1]]
+
+
+def tile_windows(centers_xy: np.ndarray, tile_size: float, overlap: float) -> _Windows:
+    """Tiles of edge ``tile_size`` anchored at the origin that hold a voxel centre in their core,
+    and the voxels within ``overlap`` of each core (a voxel's own core included)."""
+    cell = np.floor(centers_xy / tile_size).astype(np.int64)
+    low = np.floor((centers_xy - overlap) / tile_size).astype(np.int64)
+    span = np.floor((centers_xy + overlap) / tile_size).astype(np.int64) - low + 1
+    tile_codes, core = np.unique(_cell_code(cell), return_inverse=True)
+    core = core.reshape(-1)
+    view_voxel, view_tile = [np.arange(len(cell))], [core]
+    for dx in range(int(span[:, 0].max(initial=1))):
+        for dy in range(int(span[:, 1].max(initial=1))):
+            inside = np.flatnonzero((dx < span[:, 0]) & (dy < span[:, 1]))
+            codes = _cell_code(low[inside] + [dx, dy])
+            pos = np.clip(np.searchsorted(tile_codes, codes), 0, len(tile_codes) - 1)
+            # Views from a voxel's own core are already listed; cells holding no core voxel
+            # are no tiles.
+            keep = (tile_codes[pos] == codes) & (pos != core[inside])
+            view_voxel.append(inside[keep])
+            view_tile.append(pos[keep])
+    voxel, tile = np.concatenate(view_voxel), np.concatenate(view_tile)
+    order = stable_argsort(tile, len(tile_codes))
+    starts = np.searchsorted(tile[order], np.arange(len(tile_codes) + 1))
+    tiles = np.stack([(tile_codes >> 32) - _CELL_OFFSET, (tile_codes & 0xFFFFFFFF) - _CELL_OFFSET], 1)
+    return _Windows(tiles, core, voxel[order], starts)
+
+
+def _cell_code(cell: np.ndarray) -> np.ndarray:
+    """One int64 per xy cell (C, 2), ordered as the cells are lexicographically."""
+    return ((cell[:, 0] + _CELL_OFFSET) << 32) | (cell[:, 1] + _CELL_OFFSET)
+
+
+class LiveSegmenter:
+    """``LiveSegmenter(segmenter, config)(points, colors) -> Segmentation`` for successive
+    versions of one map, re-running only the tiles that changed (module docstring).
+
+    After a call, ``tiles_`` maps each tile's cell (ix, iy) to its :class:`TileResult`,
+    ``changed_`` lists the cells that re-ran, ``full_`` says whether every tile did, and
+    ``records_`` holds the instance records for reuse (``tiling.tile_instances``)."""
+
+    def __init__(self, segmenter: Segmenter, config: LiveConfig = LiveConfig()):
+        self.segmenter = segmenter
+        self.config = config
+
+    def reset(self) -> None:
+        """Forget every tile's result, so the next call is a full run (needed when the
+        segmenter's settings change)."""
+        self.tiles_: dict[tuple[int, int], TileResult] = {}
+        self.records_: dict[tuple, Instance] = {}
+
+    def full(self, points: np.ndarray, colors: Optional[np.ndarray] = None) -> Segmentation:
+        """Segment every tile afresh."""
+        self.reset()
+        return self(points, colors)
+
+    def __call__(self, points: np.ndarray, colors: Optional[np.ndarray] = None) -> Segmentation:
+        """Segment one version of the map; tiles unchanged since their last run keep its result."""
+        t_start = time.perf_counter()
+        seg, config = self.segmenter, self.config
+        if config.tile_size <= 0:
+            raise ValueError(f"live tile_size must be > 0 m, got {config.tile_size}")
+        if not hasattr(self, "tiles_"):
+            self.reset()
+        last = self.tiles_
+        points = np.asarray(points)
+        rows = seg.checked_rows(points)
+        pts = points[rows]
+        cols = None if colors is None else np.asarray(colors)[rows]
+        semantic = np.full(len(points), -1, dtype=np.int64)
+        instance = np.full(len(points), -1, dtype=np.int64)
+        if len(pts) == 0:
+            self.tiles_, self.changed_, self.full_ = {}, [], True
+            return Segmentation(semantic, instance, [], {"total": time.perf_counter() - t_start}, num_tiles=0)
+        vox = voxelize(pts, None, seg.voxel_size)
+        index = vox.coords + vox.origin
+        keys = voxel_keys(index)
+        win = tile_windows((index[:, :2] + 0.5) * seg.voxel_size, config.tile_size,
+                           seg.config.tile_overlap)
+        cells = [(int(x), int(y)) for x, y in win.tiles]
+        sizes = np.diff(win.starts)
+        changed = np.array([cell not in last or _differ(last[cell].keys, keys[win.window(t)])
+                            > config.changed_voxels for t, cell in enumerate(cells)], dtype=bool)
+        if sizes[changed].sum() > config.full_share * sizes.sum():
+            changed[:] = True
+        self.full_ = bool(changed.all())
+        timings = {"changes": time.perf_counter() - t_start}
+        self.tiles_ = {cell: last[cell] for t, cell in enumerate(cells) if not changed[t]}
+        self.changed_ = [cells[t] for t in np.flatnonzero(changed)]
+        num_voxels = num_foreground = 0
+        for t in np.flatnonzero(changed):
+            window = win.window(t)
+            inside = np.zeros(len(vox), dtype=bool)
+            inside[window] = True
+            idx = np.flatnonzero(inside[vox.inverse])
+            # The per-tile entry point that segment_tiled uses too; these points are all in the crop.
+            result = seg._segment(pts[idx], None if cols is None else cols[idx], False, slice(None))
+            for stage, seconds in result.timings.items():
+                if stage != "total":
+                    timings[stage] = timings.get(stage, 0.0) + seconds
+            num_voxels += result.num_voxels
+            num_foreground += result.num_foreground_voxels
+            self.tiles_[cells[t]] = _tile_result(result, keys[window], vox.inverse[idx], window)
+        t_stitch = time.perf_counter()
+        voxel_semantic = np.full(len(vox), -1, dtype=np.int64)
+        node, component, classes, scores = self._stitch(win, cells, keys, voxel_semantic)
+        inst, records = tile_instances(pts, node[vox.inverse], component, classes, scores,
+                                       seg.config.min_instance_points, self.records_)
+        semantic[rows] = voxel_semantic[vox.inverse]
+        instance[rows] = inst
+        timings["stitch"] = time.perf_counter() - t_stitch
+        timings["total"] = time.perf_counter() - t_start
+        return Segmentation(semantic, instance, records, timings, num_voxels, num_foreground,
+                            num_tiles=len(cells))
+
+    def _stitch(self, win: _Windows, cells: list, keys: np.ndarray, semantic: np.ndarray
+                ) -> "tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]":
+        """Each voxel's node (tile instance) after the border merges, the nodes' components,
+        classes and scores; fills ``semantic`` (per voxel) from the core tiles."""
+        node = np.full(len(keys), -1, dtype=np.int64)
+        margin_idx, margin_node, margin_tile, node_tile, classes, scores = [], [], [], [], [], []
+        for t, cell in enumerate(cells):
+            result, window = self.tiles_[cell], win.window(t)
+            pos = np.minimum(np.searchsorted(result.keys, keys[window]), len(result.keys) - 1)
+            seen = result.keys[pos] == keys[window]
+            voxels, pos = window[seen], pos[seen]
+            local = result.instance[pos]
+            tile_node = np.where(local >= 0, local + len(node_tile), -1)
+            core = win.core[voxels] == t
+            semantic[voxels[core]] = result.semantic[pos[core]]
+            node[voxels[core]] = tile_node[core]
+            margin_idx.append(voxels[~core])
+            margin_node.append(tile_node[~core])
+            margin_tile.append(np.full(int((~core).sum()), t, dtype=np.int64))
+            node_tile.extend([t] * len(result.classes))
+            classes.append(result.classes)
+            scores.append(result.scores)
+        component = join_tiles(semantic, node, win.core, np.concatenate(margin_idx),
+                               np.concatenate(margin_node), np.concatenate(margin_tile),
+                               np.asarray(node_tile, dtype=np.int64), len(cells), self.segmenter.background)
+        return node, component, np.concatenate(classes), np.concatenate(scores)
+
+
+def _differ(a: np.ndarray, b: np.ndarray) -> int:
+    """How many keys are in one of ``a`` (sorted) and ``b`` but not both (both distinct)."""
+    pos = np.minimum(np.searchsorted(a, b), len(a) - 1)
+    return len(a) + len(b) - 2 * int(np.count_nonzero(a[pos] == b))
+
+
+def _tile_result(result: Segmentation, window_keys: np.ndarray, point_voxel: np.ndarray,
+                 window: np.ndarray) -> TileResult:
+    """A tile's per-point result as per-voxel labels (a voxel's points share them), with its
+    instances renumbered 0..K-1, sorted by key."""
+    local = np.full(int(window.max()) + 1, -1, dtype=np.int64)
+    local[window] = np.arange(len(window))
+    at = local[point_voxel]
+    semantic = np.full(len(window), -1, dtype=np.int16)
+    semantic[at] = result.semantic
+    ids = np.array([r.id for r in result.instances], dtype=np.int64)
+    renumber = np.full(int(max(ids.max(initial=-1), result.instance.max(initial=-1))) + 2, -1, dtype=np.int32)
+    renumber[ids] = np.arange(len(ids))
+    instance = np.full(len(window), -1, dtype=np.int32)
+    instance[at] = renumber[result.instance]
+    order = np.argsort(window_keys)
+    return TileResult(window_keys[order], semantic[order], instance[order],
+                      np.array([r.class_id for r in result.instances], dtype=np.int64),
+                      np.array([r.score for r in result.instances], dtype=np.float64))
