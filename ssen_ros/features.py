@@ -25,6 +25,11 @@ FLOOR_PERCENTILE = 2.0
 than this share of the points, and stray points below it far fewer."""
 
 
+NO_COLOUR = ("no colour fields: segmented on geometry alone, which costs accuracy "
+             "(README, 'Results': the rows without colour)")
+"""The one line the CLI and the node log for a cloud without colour."""
+
+
 class FeatureError(ValueError):
     """The networks' input channels are not a supported set."""
 

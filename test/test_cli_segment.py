@@ -197,3 +197,16 @@ def test_bad_crop_in_the_config_file_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [f"ssen segment: {tmp_path / 'c.yaml'}: crop_min must be empty or [x, y, z], "
                                         "got [0.0, 0.0]"]
+
+
+def test_a_cloud_without_colour_gets_one_line_saying_so(weights, scene, tmp_path, capsys):
+    path = tmp_path / "lidar.pcd"
+    write_pcd(path, Cloud(scene.scan.points))
+    assert segment(path, "-o", tmp_path / "out", "--weights", weights, "--quiet") == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ssen segment: {path}: no colour fields: segmented on geometry alone, which costs "
+                   "accuracy (README, 'Results': the rows without colour)"]
+    rgb = tmp_path / "rgb.pcd"
+    write_pcd(rgb, Cloud(scene.scan.points, scene.scan.colors))
+    assert segment(rgb, "-o", tmp_path / "out2", "--weights", weights, "--quiet") == 0
+    assert "no colour" not in capsys.readouterr().err

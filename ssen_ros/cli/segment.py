@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ssen_ros.checkpoint import WeightsError
     from ssen_ros.config import ConfigError
+    from ssen_ros.features import NO_COLOUR
     from ssen_ros.io import CloudFormatError
     from ssen_ros.segmenter import Segmenter, SegmenterError
 
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         points = cloud.points @ np.asarray(UP_AXES[args.up], dtype=cloud.points.dtype).T
         info["up"] = args.up
         segmenter = Segmenter(config)
+        if cloud.colors is None:
+            print(f"ssen segment: {args.input}: {NO_COLOUR}", file=sys.stderr)
         result = segmenter(points, cloud.colors, progress=not args.quiet)
     except (InputError, CloudFormatError, ConfigError, WeightsError, SegmenterError) as err:
         print(f"ssen segment: {err}", file=sys.stderr)

@@ -61,6 +61,7 @@ from ssen_ros.cluster import EmbeddingClusterer
 from ssen_ros.config import ConfigError, NodeConfig, field_docs, flatten, from_dict, unflatten
 from ssen_ros.instances import Instance
 from ssen_ros.io import CloudFormatError
+from ssen_ros.features import NO_COLOUR
 from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
 from ssen_ros.live import LiveSegmenter
 from ssen_ros.msg import InstanceArray
@@ -362,7 +363,7 @@ class MapProcessor:
         lap("encode")
         markers = instance_markers(instances, msg.header, self.config.oriented_boxes)
         lap("markers")
-        notes = [] if cloud.colors is not None else ["no colour fields: segmented on geometry alone"]
+        notes = [] if cloud.colors is not None else [NO_COLOUR]
         if seg.num_beyond_limit:
             notes.append(f"{seg.num_beyond_limit} points beyond segmenter.coordinate_limit="
                          f"{self.config.segmenter.coordinate_limit} m dropped")
