@@ -199,7 +199,7 @@ def node_overhead(weights: str, config, versions: list[Version]) -> list[str]:
     from ssen_ros.config import NodeConfig, SegmenterConfig
     from ssen_ros.io import Cloud
     from ssen_ros.ros.convert import cloud_message
-    from ssen_ros.ros.node import MapProcessor
+    from ssen_ros.ros.processing import MapProcessor
 
     processor = MapProcessor(NodeConfig(segmenter=SegmenterConfig(weights=weights, device="cpu"), live=config))
     rows: list[str] = []

@@ -3,7 +3,7 @@
 ``python -m benchmarks node [--points 200000] [--latency-points 200000 1000000] [--repeat 3]
 [--weights PATH]`` writes ``benchmarks/node.md``:
 
-- **Overhead**: ``ssen_ros.ros.node.MapProcessor`` (the code the node runs per map) on a
+- **Overhead**: ``ssen_ros.ros.processing.MapProcessor`` (the code the node runs per map) on a
   serialised map, in this process and, as in the node, on a worker thread (on this loaded
   2-core machine torch's networks ran about 4x slower on the main thread with 2 intra-op
   threads than on another thread): deserialise + decode + stable ids + labelled-cloud encode +
@@ -101,7 +101,7 @@ def overhead(weights: str, random_weights: bool, cloud: Cloud, repeat: int) -> t
     from std_msgs.msg import Header
 
     from ssen_ros.ros.convert import cloud_message
-    from ssen_ros.ros.node import MapProcessor
+    from ssen_ros.ros.processing import MapProcessor
 
     processor = MapProcessor(_node_config(weights, random_weights))
     raw = serialize_message(cloud_message(cloud, Header(frame_id="map")))

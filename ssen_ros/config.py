@@ -10,7 +10,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -25,7 +25,43 @@ class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names the key."""
 
 
-CLUSTER_METHODS = ("fast", "exact")
+Device = Literal["auto", "cpu", "cuda"]
+Backend = Literal["auto", "torch", "minkowski"]
+ClusterMethod = Literal["fast", "exact"]
+Reliability = Literal["auto", "reliable", "best_effort"]
+Durability = Literal["auto", "transient_local", "volatile"]
+
+
+def choices(tp: Any) -> tuple:
+    """The values a ``Literal[...]`` annotation allows; () for any other type."""
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+
+
+def setting(default: Any, *, range: "tuple[float, float] | None" = None, read_only: bool = False) -> Any:
+    """A field with its schema: the closed ``range`` its value must lie in, and whether the node
+    can change it at run time (``read_only``: it chooses the networks or the subscription)."""
+    metadata: dict[str, Any] = {"read_only": read_only}
+    if range is not None:
+        metadata["range"] = range
+    return field(default=default, metadata=metadata)
+
+
+def check_fields(config: Any) -> None:
+    """Check the choices (``Literal`` annotations) and ranges (``setting``) of the leaves of one
+    config dataclass; ``ConfigError`` names the field (``from_dict`` adds the section)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        allowed = choices(hints[f.name])
+        if allowed and value not in allowed:
+            raise ConfigError(f"{f.name} must be one of {list(allowed)}, got {value!r}")
+        if "range" not in f.metadata:
+            continue
+        lo, hi = f.metadata["range"]
+        if value < lo:
+            raise ConfigError(f"{f.name} must be >= {lo}, got {value}")
+        if value > hi:
+            raise ConfigError(f"{f.name} must be <= {hi}, got {value}")
 
 
 @dataclass
@@ -46,92 +82,85 @@ class LossConfig:
 class ClusterConfig:
     """Clustering of foreground embeddings into instances (paper §III-B, HDBSCAN)."""
 
-    method: str = "fast"
+    method: ClusterMethod = "fast"
     """'exact': HDBSCAN on every embedding, the authors' call; 'fast': HDBSCAN on a sample, then
     every embedding joins the nearest sampled cluster (``ssen_ros.cluster``)."""
-    min_cluster_size: int = 200
+    min_cluster_size: int = setting(200, range=(2, 10_000_000))
     """Smallest instance, in voxels of the full cloud (authors: 200 at 2 cm). The segmenter
     states it at 2 cm and scales it by surface area, (0.02 / voxel_size)^2, to the voxel size
     it runs at."""
-    min_samples: int = 0
+    min_samples: int = setting(0, range=(0, 10_000_000))
     """HDBSCAN min_samples, scaled like min_cluster_size; 0 means equal to min_cluster_size."""
-    sample_size: int = 10000
+    sample_size: int = setting(10000, range=(100, 10_000_000))
     """'fast' only: how many embeddings HDBSCAN sees (all of them when there are fewer). A sample
     shows every instance it hits a few times, so the cost stops growing with the map while the
     instances stay the same."""
-    assign_radius: float = 0.3
+    assign_radius: float = setting(0.3, range=(0.0, 100.0))
     """'fast' only: an embedding farther than this from every cluster's sampled members is noise."""
-    split_distance: float = 0.7
+    split_distance: float = setting(0.7, range=(0.0, 100.0))
     """'fast' only: a cluster whose HDBSCAN leaf sub-clusters have embedding means farther apart than
     this is split (the loss pushes instance means 1.0 apart, eq. 2, and pulls points within 0.1
     of their mean, eq. 4); 0 never splits."""
-    neighbours: int = 8
+    neighbours: int = setting(8, range=(0, 10_000))
     """'fast' only: HDBSCAN's spanning tree is taken over each sampled embedding's this many
     nearest neighbours (exact wherever the graph holds the tree's edges); 0: the ``hdbscan``
     package's exact Boruvka tree, which costs more."""
-    seed: int = 0
+    seed: int = setting(0, range=(0, 2**31 - 1))
     """'fast' only: seed of the sample, so results repeat."""
 
     def __post_init__(self) -> None:
-        if self.method not in CLUSTER_METHODS:
-            raise ConfigError(f"cluster.method must be one of {list(CLUSTER_METHODS)}, got {self.method!r}")
-        # HDBSCAN needs two points to form a cluster; the other counts are sizes or lengths.
-        for name, least in (("min_cluster_size", 2), ("min_samples", 0), ("sample_size", 1), ("neighbours", 0)):
-            if getattr(self, name) < least:
-                raise ConfigError(f"cluster.{name} must be >= {least}, got {getattr(self, name)}")
-        for name in ("assign_radius", "split_distance"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"cluster.{name} must be >= 0, got {getattr(self, name)}")
+        check_fields(self)
 
 
 @dataclass
 class SegmenterConfig:
     """The whole inference pipeline: voxelise -> networks -> cluster -> instances."""
 
-    weights: str = "default"
+    weights: str = setting("default", read_only=True)
     """Checkpoint with both networks; 'default' is the demo weights shipped in the package."""
-    voxel_size: float = 0.0
+    voxel_size: float = setting(0.0, range=(0.0, 1.0), read_only=True)
     """Voxel edge in metres; 0 takes the voxel size the weights were trained with."""
-    device: str = "auto"
+    device: Device = setting("auto", read_only=True)
     """'auto' (CUDA when available, else CPU), 'cpu' or 'cuda'."""
-    backend: str = "torch"
+    backend: Backend = setting("torch", read_only=True)
     """Sparse-conv engine: 'torch' (plain PyTorch, ours: no compiler, CPU and CUDA), 'minkowski'
     (MinkowskiEngine 0.5.4, the paper's engine), or 'auto' (MinkowskiEngine when it imports, else torch)."""
-    threads: int = 0
+    threads: int = setting(0, range=(0, 1024), read_only=True)
     """CPU threads for the networks (0: OMP_NUM_THREADS, else every core). The torch backend
     shares each convolution's tiles out to them and sets torch's intra-op threads to 1, process-wide."""
     background_classes: list[str] = field(default_factory=lambda: list(BACKGROUND_CLASSES))
     """Classes that never become instances; the embedding network does not see them."""
-    tta_rotations: int = 1
+    tta_rotations: int = setting(1, range=(1, 36))
     """Average the semantic logits over this many rotations about z (paper Table II uses 10)."""
     crop_min: list[float] = field(default_factory=list)
     """Lower corner [x, y, z] of a region of interest (empty: none); points outside are not segmented."""
     crop_max: list[float] = field(default_factory=list)
     """Upper corner [x, y, z] of the region of interest (empty: none)."""
-    max_points: int = 5_000_000
+    max_points: int = setting(5_000_000, range=(1, 100_000_000))
     """Larger clouds are rejected with an error rather than risking the robot's memory."""
-    coordinate_limit: float = 10_000.0
+    coordinate_limit: float = setting(10_000.0, range=(1.0, 20_000.0))  # 2**21 voxels of 2 cm per axis (voxel.py)
     """Points farther than this many metres from the frame's origin along any axis are dropped
     (counted, labelled -1): hostile or broken coordinates must not blow up the voxel or tile grid."""
-    min_instance_points: int = 1
+    min_instance_points: int = setting(1, range=(1, 10_000_000))
     """Instances with fewer input points than this are dropped."""
-    score_half_area: float = 0.25
+    score_half_area: float = setting(0.25, range=(0.0, 1000.0))
     """Square metres of surface at which an instance's score is half its class probability:
     score = probability x A / (A + score_half_area), so fragments rank below whole objects;
     0: the class probability alone."""
-    tile_size: float = 8.0
+    tile_size: float = setting(8.0, range=(0.0, 1000.0))
     """Large maps are segmented in square xy tiles of at most this edge in metres, to bound
     memory; a cloud whose xy extent fits one tile plus its margins is
     segmented whole. 0 never tiles."""
-    tile_overlap: float = 1.0
+    tile_overlap: float = setting(1.0, range=(0.0, 100.0))
     """Margin in metres that each tile adds on every side: context for the points near its
     edge, and the band where the pieces of an object cut by a tile border are matched."""
-    max_tiles: int = 1000
+    max_tiles: int = setting(1000, range=(1, 1_000_000))
     """A map whose xy extent needs more tiles than this is rejected with an error, so one run
     cannot take unbounded time."""
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("crop_min", "crop_max"):
             corner = getattr(self, name)
             if len(corner) not in (0, 3):
@@ -158,43 +187,49 @@ class LiveConfig:
     enabled: bool = False
     """The node keeps each tile's last result and re-segments only the tiles whose voxels changed;
     false: every map is segmented from scratch."""
-    tile_size: float = 4.0
+    tile_size: float = setting(4.0, range=(0.5, 1000.0))
     """Edge in metres of the square xy tiles that changes are tracked in, fixed in the map frame
     (so a tile keeps its place while the map grows), each read with ``segmenter.tile_overlap``
     of margin. Smaller tiles re-run less around a change but spend more on margins."""
-    changed_voxels: int = 20
+    changed_voxels: int = setting(20, range=(0, 10_000_000))
     """A tile whose voxels (core and margin) differ from those of its last run in at most this
     many, added or removed, keeps its result, so a few voxels of noise force no re-run. Keep it
     below the smallest instance (``cluster.min_cluster_size`` at the voxel size), so that no
     object can appear or vanish unseen."""
-    full_share: float = 0.5
+    full_share: float = setting(0.5, range=(0.0, 1.0))
     """When the tiles to re-run hold more than this share of all tiles' voxels, every tile is
     re-run (a full run), as after a loop closure that moved most of the map."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass
 class NodeConfig:
     """The ROS 2 node: QoS of the map subscription and how often to re-segment."""
 
-    reliability: str = "auto"
+    reliability: Reliability = setting("auto", read_only=True)
     """QoS reliability of the map subscription: 'auto' matches the topic's publishers when the
     first one appears (as ``ros2 topic echo`` does), 'reliable' or 'best_effort'; a reliable
     subscription receives nothing from a best_effort publisher."""
-    durability: str = "auto"
+    durability: Durability = setting("auto", read_only=True)
     """QoS durability: 'auto' matches the publishers; 'transient_local' also receives a latched
     map published before the node started, but nothing from a volatile publisher; 'volatile'
     receives only maps published after it subscribed."""
-    depth: int = 1
+    depth: int = setting(1, range=(1, 1000), read_only=True)
     """QoS history depth; only the newest map matters, older ones are coalesced."""
-    min_period: float = 0.0
+    min_period: float = setting(0.0, range=(0.0, 3600.0))
     """Seconds between the starts of two runs; maps arriving sooner wait (only the newest is kept)."""
     oriented_boxes: bool = True
     """Markers show oriented boxes (yaw from the footprint) rather than axis-aligned ones."""
-    id_match_iou: float = 0.3
+    id_match_iou: float = setting(0.3, range=(0.0, 1.0))
     """Stable ids: a new instance keeps the id of last run's instance of the same class whose
     voxels overlap it by at least this IoU."""
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass
@@ -295,6 +330,8 @@ def _coerce(path: str, tp: Any, value: Any) -> Any:
         return float(value)
     if tp in (int, str, bool) and type(value) is tp:
         return value
+    if choices(tp) and isinstance(value, str):  # which strings: the dataclass's own check
+        return value
     raise ConfigError(f"{path}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
 
 
@@ -309,7 +346,12 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
         where = f" in {path}" if path else ""
         raise ConfigError(f"unknown key(s) {unknown}{where}; known keys: {sorted(names)}")
     kwargs = {k: _coerce(f"{path}.{k}" if path else k, hints[k], v) for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # the section's own checks name the field; add the section
+        if not path:
+            raise
+        raise ConfigError(f"{path}.{exc}") from None
 
 
 def to_dict(config: Any) -> dict:
@@ -353,6 +395,19 @@ def unflatten(flat: dict[str, Any]) -> dict:
             node = node.setdefault(p, {})
         node[leaf] = value
     return nested
+
+
+def leaves(cls: type, prefix: str = "") -> dict[str, tuple[Any, dataclasses.Field]]:
+    """Leaf name (as :func:`flatten`) -> its annotation and field (whose metadata holds the
+    range and read-only flag): the schema that the node's parameter descriptors are built from."""
+    out: dict[str, tuple[Any, dataclasses.Field]] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if _is_dataclass_type(hints[f.name]):
+            out.update(leaves(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = (hints[f.name], f)
+    return out
 
 
 def field_docs(cls: type, prefix: str = "") -> dict[str, str]:

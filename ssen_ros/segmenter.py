@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Iterator, Optional
 
 import numpy as np
@@ -18,7 +18,7 @@ import torch
 from ssen_ros import checkpoint
 from ssen_ros.classes import class_ids
 from ssen_ros.cluster import EmbeddingClusterer
-from ssen_ros.config import ClusterConfig, SegmenterConfig
+from ssen_ros.config import ClusterConfig, ConfigError, Device, SegmenterConfig, choices
 from ssen_ros.features import colors_to_features, with_coordinates
 from ssen_ros.instances import make_instances
 from ssen_ros.rotations import rotation_z
@@ -39,8 +39,8 @@ class SegmenterError(ValueError):
 
 def pick_device(requested: str) -> torch.device:
     """'auto' -> CUDA if available else CPU; 'cuda' without CUDA falls back to CPU, logged."""
-    if requested not in ("auto", "cpu", "cuda"):
-        raise SegmenterError(f"device must be auto, cpu or cuda, got {requested!r}")
+    if requested not in choices(Device):
+        raise SegmenterError(f"device must be one of {list(choices(Device))}, got {requested!r}")
     if requested != "cpu" and torch.cuda.is_available():
         return torch.device("cuda")
     if requested == "cuda":
@@ -61,16 +61,28 @@ class Segmenter:
     def __init__(self, config: SegmenterConfig = SegmenterConfig()):
         self.config = config
         self.device = pick_device(config.device)
-        self.background = class_ids(config.background_classes)
         path = checkpoint.resolve(config.weights)
         self.spec, self.semantic_net, self.embedding_net, self.meta = checkpoint.load(
             path, backend=config.backend, device=self.device)
         if self.device.type == "cpu":
             use_cpu_threads(config.threads, self.semantic_net.backend)
         self.voxel_size = config.voxel_size or self.spec.voxel_size
-        self.clusterer = EmbeddingClusterer(scale_cluster_sizes(config.cluster, self.voxel_size))
+        self.reconfigure(config)
         log.info("SSEN weights %s (%s, trained at %.3f m voxels), running at %.3f m on %s",
                  path, self.spec.arch, self.spec.voxel_size, self.voxel_size, self.device)
+
+    def reconfigure(self, config: SegmenterConfig) -> None:
+        """Apply ``config`` from the next call on. The settings that choose the networks (read-only
+        in the schema: weights, device, backend, voxel size, threads) are loaded once, so changing
+        them raises ``ConfigError`` naming them: they need a new Segmenter."""
+        reload = [f.name for f in fields(config) if f.metadata.get("read_only")
+                  and getattr(config, f.name) != getattr(self.config, f.name)]
+        if reload:
+            raise ConfigError(f"{', '.join(reload)} cannot change in a running Segmenter: "
+                              "the networks are loaded once; make a new Segmenter")
+        self.config = config
+        self.background = class_ids(config.background_classes)
+        self.clusterer = EmbeddingClusterer(scale_cluster_sizes(config.cluster, self.voxel_size))
 
     def __call__(self, points: np.ndarray, colors: Optional[np.ndarray] = None, *,
                  progress: bool = False) -> Segmentation:

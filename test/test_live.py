@@ -103,7 +103,7 @@ def test_the_node_in_live_mode_publishes_the_whole_map_with_stable_ids(room):
     from ssen_ros.io import Cloud
     from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
     from ssen_ros.ros.convert import cloud_message
-    from ssen_ros.ros.node import MapProcessor
+    from ssen_ros.ros.processing import MapProcessor
 
     points, colors, _ = room
     config = NodeConfig(segmenter=SegmenterConfig(device="cpu", tile_overlap=0.5),

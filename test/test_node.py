@@ -38,15 +38,15 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from ssen_ros import checkpoint  # noqa: E402
 from ssen_ros.classes import CLASS_COLORS  # noqa: E402
-from ssen_ros.config import ConfigError, NodeConfig, flatten  # noqa: E402
+from ssen_ros.classes import class_ids  # noqa: E402
+from ssen_ros.config import ConfigError, NodeConfig, choices, flatten, leaves  # noqa: E402
 from ssen_ros.instances import Instance  # noqa: E402
 from ssen_ros.io import Cloud  # noqa: E402
 from ssen_ros.io.pointcloud2 import FLOAT32, INT32, cloud_from_pointcloud2  # noqa: E402
 from ssen_ros.msg import InstanceArray  # noqa: E402
 from ssen_ros.ros.convert import (cloud_message, instance_array, instance_color,  # noqa: E402
                                   labeled_cloud, qos_profile)
-from ssen_ros.ros.node import (CHOICES, FLOAT_RANGES, INTEGER_RANGES, READ_ONLY,  # noqa: E402
-                               LatestOnlyWorker, descriptor, parameter_types, validate)
+from ssen_ros.ros.parameters import descriptor, parameter_types  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMS_FILE = REPO / "config" / "ssen.yaml"
@@ -81,16 +81,20 @@ def test_every_parameter_is_described_typed_and_ranged_around_its_default():
     from ssen_ros.config import field_docs
     docs, defaults = field_docs(NodeConfig), flatten(NodeConfig())
     assert set(parameter_types()) == set(defaults)
+    schema = leaves(NodeConfig)
     for name, value in defaults.items():
         d = descriptor(name, docs[name])
         assert len(d.description) > 20, name
-        assert d.read_only == (name in READ_ONLY)
+        tp, f = schema[name]
+        assert d.read_only == f.metadata.get("read_only", False)
         for ranges in (d.integer_range, d.floating_point_range):
             for r in ranges:
                 assert r.from_value <= value <= r.to_value, name
-        if name in CHOICES:
-            assert value in CHOICES[name] and "one of" in d.additional_constraints
-    assert set(INTEGER_RANGES) | set(FLOAT_RANGES) | set(CHOICES) <= set(defaults)
+        if choices(tp):
+            assert value in choices(tp) and "one of" in d.additional_constraints
+    # every number has a range, from the config's schema
+    assert all(d.integer_range or d.floating_point_range for d in
+               (descriptor(n, docs[n]) for n, v in defaults.items() if type(v) in (int, float)))
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -103,7 +107,7 @@ def test_every_parameter_is_described_typed_and_ranged_around_its_default():
     ({"crop_max": [1.0, float("inf"), 1.0]}, r"crop_max must be finite"),
     ({"tile_size": 0.05}, r"tile_size must be 0 \(no tiles\) or at least 1.0 m"),
 ])
-def test_validate_names_the_bad_setting(change, reason):
+def test_the_config_names_the_bad_setting(change, reason):
     from ssen_ros.config import from_dict, to_dict
     tree = to_dict(NodeConfig())
     for key, value in change.items():
@@ -111,64 +115,9 @@ def test_validate_names_the_bad_setting(change, reason):
             tree["segmenter"][key].update(value)
         else:
             tree["segmenter"][key] = value
-    with pytest.raises(ConfigError, match=reason):
-        validate(from_dict(NodeConfig, tree))
-    assert validate(NodeConfig()) == [0, 1]  # wall, floor
-
-
-def test_worker_processes_the_newest_item_and_drops_the_rest():
-    done, started = [], threading.Event()
-
-    def slow(item):
-        started.set()
-        time.sleep(0.3)
-        done.append(item)
-
-    worker = LatestOnlyWorker(slow)
-    worker.submit(0)
-    assert started.wait(5)
-    for k in range(1, 20):
-        worker.submit(k)
-    deadline = time.monotonic() + 10
-    while 19 not in done and time.monotonic() < deadline:
-        time.sleep(0.02)
-    worker.stop()
-    assert done == [0, 19] and worker.coalesced == 18 and worker.submitted == 20
-
-
-def test_worker_keeps_min_period_survives_errors_and_repeats_on_request():
-    starts, errors = [], []
-
-    def process(item):
-        starts.append((time.monotonic(), item))
-        if item == "bad":
-            raise ValueError("broken map")
-
-    worker = LatestOnlyWorker(process, min_period=0.4, on_error=errors.append)
-    worker.submit("bad")
-    time.sleep(0.1)
-    worker.submit("a")
-    time.sleep(0.1)
-    worker.submit("b")  # replaces "a" while the period runs
-    deadline = time.monotonic() + 5
-    while len(starts) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    worker.repeat_last(str.upper)
-    while len(starts) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    worker.stop()
-    assert [item for _, item in starts] == ["bad", "b", "B"]
-    assert starts[1][0] - starts[0][0] >= 0.39 and starts[2][0] - starts[1][0] >= 0.39
-    assert [str(e) for e in errors] == ["broken map"]
-
-
-def test_worker_stop_does_not_wait_for_a_long_run():
-    worker = LatestOnlyWorker(lambda item: time.sleep(30))
-    worker.submit(1)
-    time.sleep(0.1)
-    t0 = time.monotonic()
-    worker.stop(timeout=0.2)
-    assert time.monotonic() - t0 < 1.0 and worker.stopping
+    with pytest.raises(ConfigError, match=reason):  # the config checks itself
+        from_dict(NodeConfig, tree)
+    assert class_ids(from_dict(NodeConfig, to_dict(NodeConfig())).segmenter.background_classes) == [0, 1]  # wall, floor
 
 
 def _record(inst_id, class_id=4, score=0.75):

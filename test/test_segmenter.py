@@ -128,3 +128,20 @@ def test_six_channel_weights_take_coordinates(tmp_path):
     checkpoint.save(path, spec, *checkpoint.build_pair(spec, backend="torch"))
     result = segmenter(path, tta_rotations=2)(*room(3000))
     assert result.semantic.min() >= 0
+
+
+def test_reconfigure_applies_run_time_settings_and_refuses_the_networks(weights):
+    from dataclasses import replace
+
+    from ssen_ros.config import ConfigError
+    seg = segmenter(weights)
+    voxel, nets = seg.voxel_size, seg.semantic_net
+    changed = replace(seg.config, background_classes=["wall"], cluster=ClusterConfig(min_cluster_size=50))
+    seg.reconfigure(changed)
+    assert seg.config is changed and seg.background == [0] and seg.semantic_net is nets
+    assert seg.clusterer.config.min_cluster_size == max(2, round(50 * (0.02 / voxel) ** 2))
+    for key, value in (("weights", "other.pt"), ("device", "cuda"), ("backend", "minkowski"),
+                       ("voxel_size", 0.1), ("threads", 3)):
+        with pytest.raises(ConfigError, match=rf"{key} cannot change in a running Segmenter"):
+            seg.reconfigure(replace(changed, **{key: value}))
+    assert seg.config is changed

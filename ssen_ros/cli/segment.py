@@ -23,6 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ssen_ros.config import Backend, ClusterMethod, Device, choices
+
 BAG_SUFFIXES = (".db3", ".mcap")
 UP_AXES = {
     # the input's convention -> rotation (rows) to the z-up frame the networks were trained in
@@ -46,9 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which message of the topic (0 first, -1 last; default -1)")
     parser.add_argument("--config", type=Path, help="segmenter YAML (SegmenterConfig keys)")
     parser.add_argument("--weights", help="weights file ('default': the shipped demo weights)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--backend", choices=("auto", "torch", "minkowski"))
-    parser.add_argument("--clustering", choices=("fast", "exact"))
+    parser.add_argument("--device", choices=choices(Device))
+    parser.add_argument("--backend", choices=choices(Backend))
+    parser.add_argument("--clustering", choices=choices(ClusterMethod))
     parser.add_argument("--tta", type=int, metavar="N", help="rotations of test-time augmentation")
     parser.add_argument("--up", choices=list(UP_AXES), default="z-up",
                         help="the input's up convention; 'optical' for a camera's optical frame "

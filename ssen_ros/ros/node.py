@@ -30,245 +30,38 @@ exit code 1. SIGINT/SIGTERM exit with code 0 without waiting for a segmentation 
 """
 from __future__ import annotations
 
-import array
 import dataclasses
 import os
 import signal
 import sys
 import threading
 import time
-import typing
-from typing import Any, Callable, Generic, NoReturn, Optional, TypeVar
+from typing import Any, NoReturn, Optional
 
-import numpy as np
 import rclpy
 import rclpy.logging
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import PointCloud2
-from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ssen_ros.checkpoint import WeightsError
-from ssen_ros.classes import class_ids
-from ssen_ros.cluster import EmbeddingClusterer
 from ssen_ros.config import ConfigError, NodeConfig, field_docs, flatten, from_dict, unflatten
-from ssen_ros.instances import Instance
-from ssen_ros.io import CloudFormatError
-from ssen_ros.features import NO_COLOUR
-from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
-from ssen_ros.live import LiveSegmenter
 from ssen_ros.msg import InstanceArray
-from ssen_ros.ros.convert import instance_array, labeled_cloud, qos_profile
+from ssen_ros.ros.convert import instance_array, qos_profile
 from ssen_ros.ros.log_bridge import forward_core_logs
 from ssen_ros.ros.map_subscription import MapSubscription
-from ssen_ros.ros.markers import instance_markers
-from ssen_ros.ros.tracking import IdTracker, relabel
-from ssen_ros.segmenter import Segmenter, SegmenterError, scale_cluster_sizes
+from ssen_ros.ros.parameters import descriptor, parameter_types, plain
+from ssen_ros.ros.processing import MAX_REASON_CHARS, MapError, MapProcessor, shorten
+from ssen_ros.segmenter import SegmenterError
+from ssen_ros.worker import LatestOnlyWorker
 
 NODE_NAME = "ssen_node"
 INPUT_TOPIC = "map_cloud"
-
-INTEGER_RANGES: dict[str, tuple[int, int]] = {
-    "depth": (1, 1000),
-    "segmenter.threads": (0, 1024),
-    "segmenter.tta_rotations": (1, 36),
-    "segmenter.max_points": (1, 100_000_000),
-    "segmenter.min_instance_points": (1, 10_000_000),
-    "segmenter.cluster.min_cluster_size": (2, 10_000_000),
-    "segmenter.cluster.min_samples": (0, 10_000_000),
-    "segmenter.cluster.sample_size": (100, 10_000_000),
-    "segmenter.cluster.neighbours": (0, 10_000),
-    "segmenter.cluster.seed": (0, 2**31 - 1),
-    "segmenter.max_tiles": (1, 1_000_000),
-    "live.changed_voxels": (0, 10_000_000),
-}
-FLOAT_RANGES: dict[str, tuple[float, float]] = {
-    "min_period": (0.0, 3600.0),
-    "id_match_iou": (0.0, 1.0),
-    "segmenter.voxel_size": (0.0, 1.0),
-    "segmenter.tile_size": (0.0, 1000.0),
-    "segmenter.tile_overlap": (0.0, 100.0),
-    "segmenter.coordinate_limit": (1.0, 20_000.0),  # 2**21 voxels of 2 cm per axis (voxel.py)
-    "segmenter.score_half_area": (0.0, 1000.0),
-    "segmenter.cluster.assign_radius": (0.0, 100.0),
-    "segmenter.cluster.split_distance": (0.0, 100.0),
-    "live.tile_size": (0.5, 1000.0),
-    "live.full_share": (0.0, 1.0),
-}
-CHOICES: dict[str, tuple[str, ...]] = {
-    "reliability": ("auto", "reliable", "best_effort"),
-    "durability": ("auto", "transient_local", "volatile"),
-    "segmenter.device": ("auto", "cpu", "cuda"),
-    "segmenter.backend": ("auto", "torch", "minkowski"),
-    "segmenter.cluster.method": ("fast", "exact"),
-}
-READ_ONLY = frozenset({"reliability", "durability", "depth", "segmenter.weights",
-                       "segmenter.device", "segmenter.backend", "segmenter.threads", "segmenter.voxel_size"})
-"""Parameters fixed at start-up: they choose the networks or the subscription."""
-
-_PARAMETER_TYPES = {str: Parameter.Type.STRING, bool: Parameter.Type.BOOL,
-                    int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
-                    list[str]: Parameter.Type.STRING_ARRAY, list[float]: Parameter.Type.DOUBLE_ARRAY}
-
-
-class MapRejected(ValueError):
-    """A map the node does not segment; the message says why."""
-
-
-class MapError(Exception):
-    """A map that gave no outputs: ``where`` names it, ``rejected`` tells bad input from a
-    failure of ours, the message is the cause's."""
-
-    def __init__(self, where: str, cause: BaseException, rejected: bool):
-        super().__init__(str(cause))
-        self.where, self.cause, self.rejected = where, cause, rejected
-
-
-MAX_FRAME_ID_CHARS = 64
-MAX_REASON_CHARS = 400
-
-
-def shorten(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, saying how long it was; log lines stay one line."""
-    text = text.replace("\n", " ")
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
-
-
-def map_name(header: Header) -> str:
-    """'frame ..., stamp sec.nanosec' for log lines; a long frame id is shortened."""
-    stamp = header.stamp
-    return f"frame {shorten(repr(header.frame_id), MAX_FRAME_ID_CHARS)}, stamp {stamp.sec}.{stamp.nanosec:09d}"
-
-
-def parameter_types(cls: type = NodeConfig, prefix: str = "") -> dict[str, Parameter.Type]:
-    """ROS parameter type of each leaf of a config dataclass, from its annotation."""
-    out: dict[str, Parameter.Type] = {}
-    for f in dataclasses.fields(cls):
-        tp = typing.get_type_hints(cls)[f.name]
-        if dataclasses.is_dataclass(tp):
-            out.update(parameter_types(tp, f"{prefix}{f.name}."))
-        else:
-            out[f"{prefix}{f.name}"] = _PARAMETER_TYPES[tp]
-    return out
-
-
-def descriptor(name: str, description: str) -> ParameterDescriptor:
-    """The descriptor of parameter ``name``: description, range, choices, read-only."""
-    d = ParameterDescriptor(description=description, read_only=name in READ_ONLY)
-    if name in INTEGER_RANGES:
-        d.integer_range = [IntegerRange(from_value=INTEGER_RANGES[name][0],
-                                        to_value=INTEGER_RANGES[name][1], step=1)]
-    if name in FLOAT_RANGES:
-        d.floating_point_range = [FloatingPointRange(from_value=FLOAT_RANGES[name][0],
-                                                     to_value=FLOAT_RANGES[name][1], step=0.0)]
-    if name in CHOICES:
-        d.additional_constraints = "one of: " + ", ".join(CHOICES[name])
-    if d.read_only:
-        d.additional_constraints = (d.additional_constraints + "; " if d.additional_constraints
-                                    else "") + "read-only: restart the node to change it"
-    return d
-
-
-def validate(config: NodeConfig) -> list[int]:
-    """Check what parameter types and ranges cannot express; returns the background class ids.
-    Raises ``ConfigError`` with the reason."""
-    flat = flatten(config)
-    for name, choices in CHOICES.items():
-        if flat[name] not in choices:
-            raise ConfigError(f"{name} must be one of {list(choices)}, got {flat[name]!r}")
-    # Crop corners, background classes, cluster settings and the tile size are checked by the
-    # config itself (``SegmenterConfig.__post_init__``), for the library and the CLI alike.
-    background = class_ids(config.segmenter.background_classes)
-    return background
-
-
-T = TypeVar("T")
-
-
-class LatestOnlyWorker(Generic[T]):
-    """Runs ``process(item)`` on a daemon thread for the newest item submitted.
-
-    ``submit`` never blocks: an item not yet started is replaced by a newer one (counted in
-    ``coalesced``). Runs start at least ``min_period`` seconds apart; an item that arrives
-    sooner waits, and is replaced if a newer one comes meanwhile. ``stop`` does not wait for a
-    run in progress (the thread is a daemon, so it cannot hold up the process's exit).
-    """
-
-    def __init__(self, process: Callable[[T], None], min_period: float = 0.0,
-                 on_error: Optional[Callable[[BaseException], None]] = None):
-        self.process = process
-        self.min_period = min_period
-        self.on_error = on_error
-        self.submitted = self.coalesced = 0
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._item: Optional[T] = None
-        self._last: Optional[T] = None
-        self._last_start = -float("inf")
-        self._thread = threading.Thread(target=self._loop, name="ssen_worker", daemon=True)
-        self._thread.start()
-
-    def submit(self, item: T) -> None:
-        with self._lock:
-            self.submitted += 1
-            if self._item is not None:
-                self.coalesced += 1
-            self._item = item
-            self._wake.set()
-
-    def repeat_last(self, renew: Callable[[T], T] = lambda item: item) -> None:
-        """Process ``renew(last item processed without error)`` again, unless a newer one waits."""
-        with self._lock:
-            if self._item is None and self._last is not None:
-                self._item = renew(self._last)
-                self._wake.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
-    def stop(self, timeout: float = 0.2) -> None:
-        """Ask the thread to end and wait up to ``timeout`` s for a run in progress."""
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join(timeout)
-
-    def _take(self) -> Optional[T]:
-        with self._lock:
-            item, self._item = self._item, None
-            self._wake.clear()
-            return item
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait()
-            item = self._take()
-            if item is None:
-                continue
-            delay = self._last_start + self.min_period - time.monotonic()
-            if delay > 0:
-                if self._stopping.wait(delay):
-                    return
-                newer = self._take()
-                if newer is not None:
-                    self.coalesced += 1
-                    item = newer
-            self._last_start = time.monotonic()
-            try:
-                self.process(item)
-            except BaseException as exc:  # the worker must outlive any one map
-                if self.on_error is not None and not self._stopping.is_set():
-                    self.on_error(exc)
-            else:
-                self._last = item
 
 
 @dataclasses.dataclass
@@ -277,103 +70,6 @@ class _Map:
 
     raw: bytes
     received: float
-
-
-@dataclasses.dataclass
-class Outputs:
-    """What one map gives, ready to publish (the InstanceArray is made when its time is known)."""
-
-    header: Header
-    where: str
-    """The map's frame and stamp, for log lines."""
-    num_points: int
-    instances: list[Instance]
-    cloud: PointCloud2
-    markers: MarkerArray
-    timings: dict[str, float]
-    """Seconds per stage, the segmenter's included, in order."""
-    segmenter_seconds: float
-    notes: list[str] = dataclasses.field(default_factory=list)
-    """What the log line must say about the input (no colour, points dropped)."""
-
-
-class MapProcessor:
-    """Serialised PointCloud2 -> labelled cloud, markers and instances with stable ids.
-
-    Everything the node does to a map except publishing, so the benchmark times the node's own
-    code. Raises ``MapRejected``, ``CloudFormatError`` or ``SegmenterError`` for bad maps.
-    """
-
-    def __init__(self, config: NodeConfig):
-        validate(config)
-        self.config = config
-        self.segmenter = Segmenter(config.segmenter)
-        self.live = LiveSegmenter(self.segmenter, config.live)
-        self.tracker = IdTracker(min_iou=config.id_match_iou)
-
-    def reconfigure(self, config: NodeConfig) -> None:
-        """Apply run-time settings; networks and voxel size stay (their parameters are read-only)."""
-        background = validate(config)
-        self.config = config
-        seg = self.segmenter
-        seg.config, seg.background = config.segmenter, background
-        seg.clusterer = EmbeddingClusterer(scale_cluster_sizes(config.segmenter.cluster, seg.voxel_size))
-        self.tracker.min_iou = config.id_match_iou
-        self.live.config = config.live
-        self.live.reset()  # kept tiles were segmented with the old settings
-
-    def __call__(self, raw: bytes) -> Outputs:
-        """Raises ``MapError`` naming the map's frame and stamp for any map that gives no outputs."""
-        msg = deserialize_message(raw, PointCloud2)
-        where = map_name(msg.header)
-        try:
-            with np.errstate(all="ignore"):  # edge cases are handled, not printed
-                return self._outputs(msg, where)
-        except (MapRejected, CloudFormatError, SegmenterError) as exc:
-            raise MapError(where, exc, rejected=True) from exc
-        except Exception as exc:  # a bug of ours: still one line, naming the map
-            raise MapError(where, exc, rejected=False) from exc
-
-    def _outputs(self, msg: PointCloud2, where: str) -> Outputs:
-        timings: dict[str, float] = {}
-        t = time.perf_counter()
-
-        def lap(name: str) -> None:
-            nonlocal t
-            now = time.perf_counter()
-            timings[name] = now - t
-            t = now
-
-        n = int(msg.height) * int(msg.width)
-        max_points = self.config.segmenter.max_points
-        if n > max_points:
-            raise MapRejected(f"{n} points exceed segmenter.max_points={max_points}")
-        lap("deserialize")
-        cloud = cloud_from_pointcloud2(msg)
-        if len(cloud) == 0:
-            raise MapRejected("no points" if n == 0 else f"all {n} points have non-finite x, y or z")
-        lap("decode")
-        seg = (self.live if self.config.live.enabled else self.segmenter)(cloud.points, cloud.colors)
-        timings.update((k, v) for k, v in seg.timings.items() if k != "total")
-        t = time.perf_counter()
-        ids = self.tracker.update(cloud.points, seg.instance, seg.instances)
-        point_ids, instances = relabel(seg.instance, seg.instances, ids)
-        lap("ids")
-        cloud_msg = labeled_cloud(cloud.points, seg.semantic, point_ids, instances, msg.header)
-        lap("encode")
-        markers = instance_markers(instances, msg.header, self.config.oriented_boxes)
-        lap("markers")
-        notes = [] if cloud.colors is not None else [NO_COLOUR]
-        if seg.num_beyond_limit:
-            notes.append(f"{seg.num_beyond_limit} points beyond segmenter.coordinate_limit="
-                         f"{self.config.segmenter.coordinate_limit} m dropped")
-        return Outputs(msg.header, where, len(cloud), instances, cloud_msg, markers, timings,
-                       seg.timings["total"], notes)
-
-
-def _plain(value: Any) -> Any:
-    """Parameter values as config values (rclpy gives arrays as array.array)."""
-    return list(value) if isinstance(value, (array.array, tuple)) else value
 
 
 class SsenNode(Node):
@@ -432,14 +128,14 @@ class SsenNode(Node):
         return self._read_config({})
 
     def _read_config(self, changes: dict[str, Any]) -> NodeConfig:
-        flat = {n: _plain(self.get_parameter(n).value) for n in parameter_types()}
+        flat = {n: plain(self.get_parameter(n).value) for n in parameter_types()}
         flat.update(changes)
         return from_dict(NodeConfig, unflatten(flat))
 
     def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Accept a change only if the whole configuration it gives is valid."""
+        """Accept a change only if the whole configuration it gives is valid (the config checks itself)."""
         try:
-            validate(self._read_config({p.name: _plain(p.value) for p in params}))
+            self._read_config({p.name: plain(p.value) for p in params})
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -452,7 +148,7 @@ class SsenNode(Node):
             self._pending = config
         self.worker.min_period = config.min_period
         self.get_logger().info("parameters changed: " + ", ".join(
-            f"{p.name}={_plain(p.value)!r}" for p in params))
+            f"{p.name}={plain(p.value)!r}" for p in params))
         self.worker.repeat_last(lambda m: _Map(m.raw, time.monotonic()))  # timed from now
 
     # maps ----------------------------------------------------------------------------------

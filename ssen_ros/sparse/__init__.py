@@ -16,6 +16,7 @@ import logging
 import os
 from types import ModuleType
 
+from ssen_ros.config import Backend, choices
 from ssen_ros.sparse.kernel_map import CoordinateError, KernelMap, KernelMaps, kernel_offsets
 from ssen_ros.sparse.tensor import SparseTensor, cat, to_points
 
@@ -23,7 +24,7 @@ __all__ = ["SparseTensor", "KernelMaps", "KernelMap", "CoordinateError", "cat", 
            "kernel_offsets", "BACKENDS", "minkowski_available", "resolve_backend", "get_backend",
            "use_cpu_threads"]
 
-BACKENDS = ("auto", "torch", "minkowski")
+BACKENDS = choices(Backend)
 
 log = logging.getLogger(__name__)
 
