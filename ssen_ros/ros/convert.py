@@ -1,7 +1,8 @@
 """Plain values -> ROS types: the labelled PointCloud2, the InstanceArray, QoS profiles.
 
 The labelled cloud has fields ``x y z`` (FLOAT32), ``rgb`` (FLOAT32 holding ``r<<16|g<<8|b``,
-which RViz shows in colour with no settings changed, FACTS §4), ``label`` (INT32 semantic train
+which RViz's PointCloud2 display shows in colour with no settings changed: its RGB8 colour
+transformer, rviz_default_plugins' point_cloud_transformers.cpp), ``label`` (INT32 semantic train
 id, -1 none), ``instance`` (INT32 stable instance id, -1 none) and ``score`` (FLOAT32, the
 instance's score, 0 outside instances). Points are coloured by instance (one colour per stable
 id, the same the markers use), background points by their class colour (ScanNet palette), and

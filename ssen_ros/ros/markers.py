@@ -1,4 +1,5 @@
-"""RViz markers for instances: one MarkerArray per map (FACTS §4 conventions).
+"""RViz markers for instances: one MarkerArray per map, following the field rules of
+visualization_msgs/msg/Marker.msg (ros2/common_interfaces).
 
 The array starts with a DELETEALL marker, so boxes of objects that vanished since the last map
 disappear, then holds per instance a CUBE (namespace ``boxes``; pose = box centre, rotated by

@@ -7,7 +7,8 @@ publishes, in the map's frame and with its stamp:
 - ``~/markers`` (MarkerArray: DELETEALL, then a box and a "class score" label per instance),
 - ``~/instances`` (ssen_ros/InstanceArray, with the processing time).
 
-The subscription callback only hands the still-serialised message to a worker thread (the
+The subscription callback only hands the still-serialised message to a worker thread
+(``ssen_ros.worker``, running ``ros.processing``; the
 subscription is raw, so maps that are coalesced are never even deserialised). The worker
 processes the newest map; maps arriving meanwhile replace each other, so no queue grows. An
 optional ``min_period`` spaces out runs. Instance ids are kept stable across runs
@@ -15,9 +16,9 @@ optional ``min_period`` spaces out runs. Instance ids are kept stable across run
 again (``ssen_ros.live``); the outputs still cover the whole map.
 
 Parameters are the leaves of ``ssen_ros.config.NodeConfig`` (``segmenter.cluster.min_samples``
-...), each declared with its field's docstring as description and a range where one makes
-sense; ``config/ssen.yaml`` lists them all. Unknown names in a params file are logged as a
-warning. Settings that only change what the next run does (clustering, background classes, crop
+...), each declared with its field's docstring as description and the choices, range and
+read-only flag of the config's schema (``ros.parameters``); ``config/ssen.yaml`` lists them
+all. Unknown names in a params file are logged as a warning. Settings that only change what the next run does (clustering, background classes, crop
 box, TTA, tiles, min_period, oriented boxes ...) can be set at run time; invalid values are
 rejected with the reason, and the last good map is segmented again with the new values.
 Settings that need a restart (weights, device, backend, voxel size, QoS) are read-only.
