@@ -8,8 +8,8 @@ publishes, in the map's frame and with its stamp:
 - ``~/instances`` (ssen_ros/InstanceArray, with the processing time).
 
 The subscription callback only hands the still-serialised message to a worker thread
-(``ssen_ros.worker``, running ``ros.processing``; the
-subscription is raw, so maps that are coalesced are never even deserialised). The worker
+(``ssen_ros.worker``, running ``ros.processing``; the subscription is raw, so maps that are
+coalesced are never even deserialised). The worker
 processes the newest map; maps arriving meanwhile replace each other, so no queue grows. An
 optional ``min_period`` spaces out runs. Instance ids are kept stable across runs
 (``ros.tracking``). With ``live.enabled`` only the tiles of the map that changed are segmented
