@@ -66,7 +66,7 @@ from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
 from ssen_ros.live import LiveSegmenter
 from ssen_ros.msg import InstanceArray
 from ssen_ros.ros.convert import instance_array, labeled_cloud, qos_profile
-from ssen_ros.ros.log_bridge import forward_core_logs
+from ssen_ros.ros.log_bridge import forward_core_logs, forward_warnings
 from ssen_ros.ros.map_subscription import MapSubscription
 from ssen_ros.ros.markers import instance_markers
 from ssen_ros.ros.tracking import IdTracker, relabel
@@ -382,6 +382,7 @@ class SsenNode(Node):
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
         forward_core_logs(self.get_logger())
+        forward_warnings(self.get_logger())
         config = self._declare_parameters()
         self.processor = MapProcessor(config)
         self._pending: Optional[NodeConfig] = None
