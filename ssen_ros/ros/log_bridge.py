@@ -57,6 +57,7 @@ def forward_warnings(ros_logger: RcutilsLogger) -> None:
         if file is not None:  # a caller that chose its own stream keeps it
             shown_elsewhere(message, category, filename, lineno, file, line)
             return
-        ros_logger.warning(f"Python {category.__name__}: {message} ({filename}:{lineno})")
+        text = " ".join(str(message).split())  # one line, whatever the message
+        ros_logger.warning(f"Python {category.__name__}: {text} ({filename}:{lineno})")
 
     warnings.showwarning = show
