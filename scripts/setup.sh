@@ -108,7 +108,7 @@ NP_INC=$("$PY" -c 'import numpy; print(numpy.get_include())')
 
 if [ "$DISTRO" != kilted ]; then  # the sources as git sees them (committed or not, not ignored)
   mkdir -p "$SRC"
-  git ls-files -z -co --exclude-standard | tar -c --null -T - -f - | tar -x -C "$SRC" -f -
+  git ls-files -z -co --exclude-standard | tar -c --null --ignore-failed-read -T - -f - | tar -x -C "$SRC" -f -
   cd "$SRC"
 fi
 
