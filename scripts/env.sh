@@ -3,7 +3,12 @@
 # LD_LIBRARY_PATH needs nothing here: the wheels' bootstrapper adds .venv/lib for every venv
 # Python process.
 SSEN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export VIRTUAL_ENV=$SSEN_ROOT/.venv
+# SSEN_ROS_DISTRO=jazzy: the Jazzy venv of `SSEN_ROS_DISTRO=jazzy scripts/setup.sh` instead.
+if [ "${SSEN_ROS_DISTRO:-kilted}" = jazzy ]; then
+  export VIRTUAL_ENV=$SSEN_ROOT/.venv-jazzy
+else
+  export VIRTUAL_ENV=$SSEN_ROOT/.venv
+fi
 export PATH=$VIRTUAL_ENV/bin:$PATH
 # Package index of the wheels and of our messages (get_package_share_directory("ssen_ros")).
 export AMENT_PREFIX_PATH=$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}

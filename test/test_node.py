@@ -283,7 +283,8 @@ class RosSide:
 
     def watch(self, node_name: str) -> None:
         """Receive the outputs of the node called ``node_name`` (into ``received``)."""
-        outputs = qos_profile("reliable", "volatile", 50)
+        # transient_local: outputs published before this reader matched still arrive (they are latched)
+        outputs = qos_profile("reliable", "transient_local", 50)
         for name, kind in (("instances", InstanceArray), ("labeled_cloud", PointCloud2),
                            ("markers", MarkerArray)):
             self.node.create_subscription(kind, f"/{node_name}/{name}", self.received[name].append,
@@ -716,10 +717,16 @@ def test_auto_qos_hears_default_best_effort_and_latched_publishers(ros_python, w
         ros_side.node.destroy_publisher(pub)
 
 
+def coalesced_so_far(node: NodeProcess) -> int:
+    """The node's count of maps its worker dropped for newer ones, from its last map line."""
+    lines = node.matching("maps coalesced")
+    return int(re.search(r"(\d+) maps coalesced", lines[-1]).group(1)) if lines else 0
+
+
 @pytest.mark.ros
 def test_backpressure_newest_map_wins_and_memory_stays_flat(node, ros_side):
     cloud = synthetic_room(200_000, seed=3)  # 3.2 MB per map, surfaces: a few thousand voxels
-    rss, processed = [], 0
+    rss, processed, coalesced_before = [], 0, coalesced_so_far(node)
     for burst in range(2):
         t0 = time.monotonic()
         for k in range(20):
@@ -739,11 +746,11 @@ def test_backpressure_newest_map_wins_and_memory_stays_flat(node, ros_side):
         assert len(stamps) <= min(fit, 15), f"burst {burst}: {len(stamps)} of 20 maps processed, {fit} fit"
         processed += len(stamps)
     assert rss[1] - rss[0] < 40, f"node RSS grew from {rss[0]:.0f} to {rss[1]:.0f} MiB"
-    coalesced = int(re.search(r"(\d+) maps coalesced", node.matching("maps coalesced")[-1]).group(1))
-    # Every map not processed was dropped for a newer one: mostly by the node's worker (counted),
-    # a few by the subscription's keep-last queue in DDS before the executor took them (the
-    # node never sees those; 2 of 40 here when both cores were busy).
-    assert coalesced >= 40 - processed - 4
+    coalesced = coalesced_so_far(node) - coalesced_before
+    # Every map not processed was dropped for a newer one: by the node's worker (counted), or by
+    # the subscription's keep-last queue in DDS before the executor took it (never seen by the
+    # node; how many depends on the load, on Jazzy and Kilted alike).
+    assert 0 < coalesced <= 40 - processed, f"{coalesced} coalesced, {processed} of 40 processed"
 
 
 @pytest.mark.ros

@@ -1,12 +1,16 @@
-"""The core library's Python log lines (logger ``ssen_ros``) go to the node's ROS logger.
+"""The core library's Python log lines (logger ``ssen_ros``) and Python warnings go to the
+node's ROS logger.
 
 The core logs with :mod:`logging` (weights, backend, threads, the CUDA fallback); without this
 bridge those lines reached neither /rosout nor the console's ROS format. Records keep their
-level; the ROS logger's own threshold decides what is shown.
+level; the ROS logger's own threshold decides what is shown. A Python warning (say a torch
+``UserWarning`` while a map is segmented, on any thread) becomes one WARN line of the node
+instead of two raw lines on stderr; Python's filters still decide which warnings are shown.
 """
 from __future__ import annotations
 
 import logging
+import warnings
 
 from rclpy.impl.rcutils_logger import RcutilsLogger
 
@@ -43,3 +47,17 @@ def forward_core_logs(ros_logger: RcutilsLogger) -> None:
     core.handlers = [RosLogHandler(ros_logger)]
     core.setLevel(logging.INFO)
     core.propagate = False
+
+
+def forward_warnings(ros_logger: RcutilsLogger) -> None:
+    """Show Python warnings meant for stderr as one WARN line each on ``ros_logger``."""
+    shown_elsewhere = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if file is not None:  # a caller that chose its own stream keeps it
+            shown_elsewhere(message, category, filename, lineno, file, line)
+            return
+        text = " ".join(str(message).split())  # one line, whatever the message
+        ros_logger.warning(f"Python {category.__name__}: {text} ({filename}:{lineno})")
+
+    warnings.showwarning = show

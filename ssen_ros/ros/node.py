@@ -54,7 +54,7 @@ from ssen_ros.checkpoint import WeightsError
 from ssen_ros.config import ConfigError, NodeConfig, field_docs, flatten, from_dict, unflatten
 from ssen_ros.msg import InstanceArray
 from ssen_ros.ros.convert import instance_array, qos_profile
-from ssen_ros.ros.log_bridge import forward_core_logs
+from ssen_ros.ros.log_bridge import forward_core_logs, forward_warnings
 from ssen_ros.ros.map_subscription import MapSubscription
 from ssen_ros.ros.parameters import descriptor, parameter_types, plain
 from ssen_ros.ros.processing import MAX_REASON_CHARS, MapError, MapProcessor, shorten
@@ -79,6 +79,7 @@ class SsenNode(Node):
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
         forward_core_logs(self.get_logger())
+        forward_warnings(self.get_logger())
         config = self._declare_parameters()
         self.processor = MapProcessor(config)
         self._pending: Optional[NodeConfig] = None
