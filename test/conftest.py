@@ -7,10 +7,13 @@ with the ROS-free `pip install .`). Fixtures:
   pytest process, discovery limited to localhost, and the Fast DDS profile config/fastdds.xml.
 - ``ros_python``: starts a Python child process (``python -c CODE`` or ``python FILE``) with that
   environment and ends it at teardown.
+- ``weights``, ``ros_side``, ``node`` (one per test module): random tiny weights, this process as a
+  ROS participant, and a running ssen_node, from the harness in node_harness.py.
 """
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -65,25 +68,53 @@ def ros_python(ros_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Pop
     SIGKILL after 10 s.
     """
     children: list[subprocess.Popen] = []
-
-    def start(*args: str) -> subprocess.Popen:
-        child = subprocess.Popen(
-            [sys.executable, *args],
-            env=ros_env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        children.append(child)
-        return child
-
-    yield start
+    yield _python_starter(ros_env, children)
     for child in children:
         if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            _end(child, signal.SIGTERM)
+
+
+def _python_starter(env: dict[str, str], children: list) -> Callable[..., subprocess.Popen]:
+    """A function starting ``python ARGS`` in ``env`` with text pipes, recording it in ``children``."""
+    def start(*args: str) -> subprocess.Popen:
+        child = subprocess.Popen([sys.executable, *args], env=env, cwd=REPO, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        children.append(child)
+        return child
+    return start
+
+
+def _end(child: subprocess.Popen, sig: int) -> None:
+    """Send ``sig``, then SIGKILL after 10 s."""
+    child.send_signal(sig)
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from node_harness import tiny_weights
+    return tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def ros_side(ros_env: dict[str, str]) -> Iterator:
+    from node_harness import RosSide
+    side = RosSide(ros_env)
+    yield side
+    side.close()
+
+
+@pytest.fixture(scope="module")
+def node(ros_env: dict[str, str], weights: Path, ros_side) -> Iterator:
+    """One node for the module's DDS tests (they run in file order and share it)."""
+    from node_harness import STARTUP_TIMEOUT_S, NodeProcess, node_args
+    children: list[subprocess.Popen] = []
+    proc = NodeProcess(_python_starter(ros_env, children), *node_args(weights))
+    proc.wait_for("ready: segmenting maps from /map_cloud", STARTUP_TIMEOUT_S)
+    yield proc
+    for child in children:
+        _end(child, signal.SIGINT)

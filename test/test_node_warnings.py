@@ -6,8 +6,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup.sh for the ROS 2 wheels")
 
-from test_node import (STARTUP_TIMEOUT_S, NodeProcess, good_map, node_args,  # noqa: E402,F401
-                       ros_side, synthetic_room, weights)
+from node_harness import STARTUP_TIMEOUT_S, NodeProcess, good_map, node_args, synthetic_room  # noqa: E402
 
 # The node, with MapProcessor.__call__ warning before it segments each map.
 WARNING_NODE = """
