@@ -50,7 +50,7 @@ def segment(*args):
 def check_outputs(out, n_points):
     ply = read_ply(out / "labeled.ply")
     assert len(ply) == n_points and ply.colors is not None
-    semantic, instance = ply.fields["semantic"], ply.fields["instance"]
+    semantic, instance = ply.fields["label"], ply.fields["instance"]
     record = json.loads((out / "instances.json").read_text())
     ids = sorted(np.unique(instance[instance >= 0]).tolist())
     assert [r["id"] for r in record["instances"]] == ids

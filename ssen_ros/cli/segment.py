@@ -4,7 +4,7 @@ INPUT is a ``.ply`` or ``.pcd`` file, a ScanNet scene folder, or a rosbag2 bag (
 ``.db3`` or ``.mcap`` file) with ``--topic`` (the last message, or ``--index``). The networks
 expect z up; ``--up optical`` turns a camera's optical frame (y down) upright first. Writes
 
-- ``OUT/labeled.ply``: the input points coloured by instance, with int fields ``semantic``
+- ``OUT/labeled.ply``: the input points coloured by instance, with int fields ``label``
   (train id, -1 unlabelled) and ``instance`` (-1 background/noise);
 - ``OUT/instances.json``: the instance records, per-stage timings, the input and the config;
 - ``OUT/segmentation.png``: top-down and oblique views coloured by instance, "class score" at
@@ -161,7 +161,7 @@ def write_outputs(out: Path, points, result, info: dict, config) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     labeled = Cloud(np.asarray(points), instance_colors(result.instance),
-                    {"semantic": result.semantic.astype(np.int32),
+                    {"label": result.semantic.astype(np.int32),
                      "instance": result.instance.astype(np.int32)})
     ply = write_ply(out / "labeled.ply", labeled)
     png = render_result(points, result, out / "segmentation.png", Path(info["path"]).name)
