@@ -50,7 +50,7 @@ def _predictions(semantic: np.ndarray, instance: np.ndarray, rng: np.random.Gene
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from ssen_ros.data.generate import generate_scene, split_seeds
+    from ssen_ros.synthetic.generate import generate_scene, split_seeds
     from ssen_ros.evaluate import evaluate_folders, evaluate_scenes, gt_ids, write_submission
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks evaluate", description=__doc__.splitlines()[0])

@@ -13,7 +13,7 @@
   config/fastdds.xml, localhost only, a domain of its own): time from ``publish`` of the map
   to receiving its ``~/instances``, next to the node's own processing time from that message.
 
-The map is a synthetic test room (``ssen_ros.data.generate``, seed 20000) resampled to the
+The map is a synthetic test room (``ssen_ros.synthetic.generate``, seed 20000) resampled to the
 requested size: a random subset, or jittered copies (3 mm) when it needs more points. Weights:
 the shipped demo weights when they exist, else random weights of the demo architecture
 (Res16UNet14S at 5 cm, config/train_demo.yaml): the same work per voxel, different clusters.
@@ -43,7 +43,7 @@ OVERHEAD_STAGES = ("deserialize", "decode", "ids", "encode", "markers", "seriali
 
 def room_map(points: int, seed: int = 20000) -> Cloud:
     """A synthetic test room with exactly ``points`` points (see the module docstring)."""
-    from ssen_ros.data.generate import generate_scene
+    from ssen_ros.synthetic.generate import generate_scene
 
     scan = generate_scene(seed).scan
     rng = np.random.default_rng(0)

@@ -73,7 +73,7 @@ def semantic_miou(confusion: np.ndarray) -> float:
 def score_scenes(segmenter: Segmenter, scene_folders: Sequence[Path],
                  perturb: Optional[Callable[[Scene], Scene]] = None) -> Scores:
     """Segment every scene and score it against its labels; ``perturb`` changes each scene
-    (colours, density, pose; ``ssen_ros.data.augment.Perturbation``) before it is segmented."""
+    (colours, density, pose; ``ssen_ros.data.perturb.Perturbation``) before it is segmented."""
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     scenes = []
     elapsed = 0.0

@@ -11,7 +11,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from ssen_ros import checkpoint
 from ssen_ros.cli import main
-from ssen_ros.data.generate import generate_scene, write_scene
+from ssen_ros.synthetic.generate import generate_scene, write_scene
 from ssen_ros.io import Cloud
 from ssen_ros.io.pcd import write_pcd
 from ssen_ros.io.ply import read_ply, write_ply

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ssen_ros.classes import CLASS_NAMES
-from ssen_ros.data import furniture as fu
+from ssen_ros.synthetic import furniture as fu
 
 CATALOG = """# a comment
 id=Test#Lib

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from ssen_ros.cli import main as ssen
-from ssen_ros.data.furniture import FURNITURE_DIR
-from ssen_ros.data.generate import SPLITS, generate_scene, preview, scene_name, split_seeds, write_scene
+from ssen_ros.synthetic.furniture import FURNITURE_DIR
+from ssen_ros.synthetic.generate import SPLITS, generate_scene, preview, scene_name, split_seeds, write_scene
 
 needs_library = pytest.mark.skipif(not (FURNITURE_DIR / "BlendSwap-CC-0.sh3f").is_file(),
                                    reason="Debian package sweethome3d-furniture not installed")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ssen_ros.config import LiveConfig, SegmenterConfig
-from ssen_ros.data.generate import generate_scene
+from ssen_ros.synthetic.generate import generate_scene
 from ssen_ros.live import LiveSegmenter, tile_windows
 from ssen_ros.segmenter import Segmenter
 

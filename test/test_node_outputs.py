@@ -228,7 +228,7 @@ def test_shipped_weights_find_the_synthetic_rooms_objects(ros_python, ros_side):
     """With the shipped weights, most ground-truth objects of a test room are found (IoU >= 0.5)."""
     if not checkpoint.DEFAULT_WEIGHTS.is_file():
         pytest.skip(f"the shipped weights {checkpoint.DEFAULT_WEIGHTS} do not exist yet")
-    from ssen_ros.data.generate import generate_scene
+    from ssen_ros.synthetic.generate import generate_scene
     scan = generate_scene(20000).scan
     node = NodeProcess(ros_python, "--params-file", str(PARAMS_FILE), "-r", "__node:=ssen_gt",
                        "-r", "map_cloud:=/gt_map")

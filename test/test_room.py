@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from ssen_ros.classes import CLASS_NAMES, IGNORE_LABEL
-from ssen_ros.data.furniture import FURNITURE_DIR
-from ssen_ros.data.props import Supports, box_mesh, merge, plain, shift
-from ssen_ros.data.room import ROOM_TYPES, LayoutError, Placed, _Box, make_room
+from ssen_ros.synthetic.furniture import FURNITURE_DIR
+from ssen_ros.synthetic.props import Supports, box_mesh, merge, plain, shift
+from ssen_ros.synthetic.room import ROOM_TYPES, LayoutError, Placed, _Box, make_room
 
 pytestmark = pytest.mark.skipif(not (FURNITURE_DIR / "BlendSwap-CC-0.sh3f").is_file(),
                                 reason="Debian package sweethome3d-furniture not installed")

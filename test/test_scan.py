@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from ssen_ros.classes import CLASS_NAMES
-from ssen_ros.data.furniture import Material, Mesh
-from ssen_ros.data.room import Placed, Room, _quads_mesh, box_mesh
-from ssen_ros.data.scan import sample_surface, scan_room
+from ssen_ros.synthetic.furniture import Material, Mesh
+from ssen_ros.synthetic.room import Placed, Room, _quads_mesh, box_mesh
+from ssen_ros.synthetic.scan import sample_surface, scan_room
 
 pytest.importorskip("embreex")
 

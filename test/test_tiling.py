@@ -9,8 +9,8 @@ from scipy.spatial import cKDTree
 from ssen_ros import checkpoint
 from ssen_ros.classes import CLASS_NAMES
 from ssen_ros.config import ClusterConfig, SegmenterConfig
-from ssen_ros.data.room import make_room
-from ssen_ros.data.scan import scan_room
+from ssen_ros.synthetic.room import make_room
+from ssen_ros.synthetic.scan import scan_room
 from ssen_ros.instances import instance_record
 from ssen_ros.segmentation import Segmentation
 from ssen_ros.segmenter import Segmenter

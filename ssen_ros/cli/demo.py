@@ -1,7 +1,7 @@
 """``ssen demo``: the main job on the embedded default, over real ROS 2.
 
 Starts ``ssen_node`` with the shipped weights and a player that publishes the bundled map
-(``ssen_ros/data/demo_map.pcd``: synthetic test room 20004, never trained on, with its labels)
+(``ssen_ros/synthetic/demo_map.pcd``: synthetic test room 20004, never trained on, with its labels)
 as a latched PointCloud2. It waits for the node's three outputs, then writes what it received to
 OUT: ``segmentation.png`` (top-down and oblique views coloured by instance, "class score" at each
 object), ``labeled.ply`` and ``instances.json``, prints the object list, and scores it against the
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ssen_ros.ros.demo import NodeOutputs
 
-DEMO_MAP = Path(__file__).resolve().parents[1] / "data" / "demo_map.pcd"
+DEMO_MAP = Path(__file__).resolve().parents[1] / "synthetic" / "demo_map.pcd"
 NODE = "ssen_node"
 
 

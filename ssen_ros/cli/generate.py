@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ssen_ros.data.generate import SPLITS
-    from ssen_ros.data.room import ROOM_TYPES
+    from ssen_ros.synthetic.generate import SPLITS
+    from ssen_ros.synthetic.room import ROOM_TYPES
 
     parser.add_argument("out", type=Path, help="output folder (one scene folder per room)")
     parser.add_argument("--split", choices=sorted(SPLITS), default="train",
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ssen_ros.data.generate import generate_scene, preview, split_seeds, write_scene
+    from ssen_ros.synthetic.generate import generate_scene, preview, split_seeds, write_scene
 
     try:
         seeds = split_seeds(args.split, args.count, args.start)

@@ -59,7 +59,7 @@ class CatalogEntry:
 
     @property
     def key(self) -> str:
-        """The short id used in ``ssen_ros/data/furniture_classes.csv``: the part after ``#``."""
+        """The short id used in ``ssen_ros/synthetic/furniture_classes.csv``: the part after ``#``."""
         return self.model_id.split("#", 1)[-1]
 
 
@@ -390,7 +390,7 @@ def find_entry(library: str, key: str, furniture_dir: "Path | str" = FURNITURE_D
 
 
 CLASS_TABLE = Path(__file__).resolve().parent / "furniture_classes.csv"
-"""``ssen_ros/data/furniture_classes.csv``: every model the rooms may use, with its ScanNet class."""
+"""``ssen_ros/synthetic/furniture_classes.csv``: every model the rooms may use, with its ScanNet class."""
 
 PLACEMENTS = ("seat", "free", "wall", "bedside", "kitchen", "high", "table", "coffee", "desk",
               "door", "window", "curtain", "top", "floor")

@@ -20,7 +20,7 @@ cases the paper (§I, §IV) says are hard, objects in contact and rows of identi
 Every object keeps an oriented footprint rectangle and a height range; two objects may not
 overlap in both (touching is allowed), except a chair and the table it is pushed under,
 where only the chair's parts above the table top's underside must stay clear. Models come
-from ``ssen_ros/data/furniture_classes.csv`` (see ``furniture.py``); walls, floor, pictures and
+from ``ssen_ros/synthetic/furniture_classes.csv`` (see ``furniture.py``); walls, floor, pictures and
 counter slabs are made here. Everything is drawn from one ``numpy`` Generator, so a seed
 fixes the room. Implements no paper equation; it makes the data of the paper's §IV setting.
 """
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from ssen_ros.classes import CLASS_NAMES, IGNORE_LABEL
-from ssen_ros.data.furniture import (CLASS_TABLE, FURNITURE_DIR, FurnitureModel, Material, Mesh,
+from ssen_ros.synthetic.furniture import (CLASS_TABLE, FURNITURE_DIR, FurnitureModel, Material, Mesh,
                                      load_class_table, load_mesh)
-from ssen_ros.data.props import Level, Supports, box_mesh, merge, plain, random_prop, shift
+from ssen_ros.synthetic.props import Level, Supports, box_mesh, merge, plain, random_prop, shift
 
 ROOM_TYPES = ("bedroom", "office", "conference", "living", "kitchen", "bathroom", "classroom")
 

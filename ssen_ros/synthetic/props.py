@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssen_ros.data.furniture import Material, Mesh
+from ssen_ros.synthetic.furniture import Material, Mesh
 
 # ---------------------------------------------------------------------------------------------
 # Primitives

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssen_ros.data.room import Room, make_room
-from ssen_ros.data.scan import Scan, scan_room
+from ssen_ros.synthetic.room import Room, make_room
+from ssen_ros.synthetic.scan import Scan, scan_room
 
 SPLITS: dict[str, range] = {
     "train": range(0, 1200),

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssen_ros.data.furniture import Mesh
-from ssen_ros.data.room import Room
+from ssen_ros.synthetic.furniture import Mesh
+from ssen_ros.synthetic.room import Room
 from ssen_ros.rotations import rotation_z
 
 MIN_RANGE, MAX_RANGE = 0.3, 5.0
