@@ -41,6 +41,9 @@ setup(
         # ssen generate: Embree ray casting for the simulated scans, furniture textures
         "synthetic": ["embreex==4.4.0.post1", "pillow"],
         "train": ["tensorboard", "matplotlib"],  # training scalars, the learning curve
+        # the spconv backend of ssen_ros.sparse, a peer for `python -m benchmarks sparse` (CPU
+        # build; pulls cumm)
+        "spconv": ["spconv==2.3.8"],
         "all": ["matplotlib", "embreex==4.4.0.post1", "pillow", "tensorboard"],
         "test": ["pytest", "hypothesis", "transforms3d"],  # transforms3d: test_markers' quaternions
     },

@@ -1,9 +1,9 @@
 """``python -m benchmarks sparse``: the sparse backends on a ~110k-voxel room at 2 cm (issue 4 goals).
 
 Res16UNet34C eval forward, one training step (forward + backward) and one 64->64 submanifold
-3x3x3 layer, for the torch backend, MinkowskiEngine (when it imports) and spconv 2.3.8 (when
-installed; a peer for comparison, not a dependency). Kernel maps are rebuilt on every forward,
-as in use. Each (backend, task) runs in its own subprocess with the same thread count, so
+3x3x3 layer, for each backend of ``ssen_ros.sparse`` that imports here: torch, MinkowskiEngine
+and spconv 2.3.8 (a peer for comparison, not a dependency), all running the one network of
+``ssen_ros.models``. Kernel maps are rebuilt on every forward, as in use. Each (backend, task) runs in its own subprocess with the same thread count, so
 peak RSS numbers do not mix; times are medians. Ratios come from the same run.
 """
 from __future__ import annotations
@@ -22,9 +22,12 @@ import torch
 from typing import Callable
 
 from benchmarks import REPO, peak_rss_mb, write_results
+from ssen_ros.models import build_network
+from ssen_ros.sparse import ENGINES, KernelMaps, SparseTensor, backend_available, get_backend, use_cpu_threads
 
-BACKENDS = ("torch", "minkowski", "spconv")
 TASKS = ("forward", "train", "layer")
+INSTALL = {"torch": "pip install .", "minkowski": "bash scripts/build_minkowski.sh",
+           "spconv": "pip install .[spconv]"}
 
 
 def synthetic_room(seed: int = 0, voxel: float = 0.02) -> np.ndarray:
@@ -61,133 +64,34 @@ def _scene() -> tuple[torch.Tensor, torch.Tensor]:
     return coords, feats
 
 
-def _spconv_unet(arch: str, in_channels: int, out_channels: int) -> torch.nn.Module:
-    """The same Res16UNet built from spconv layers (benchmark peer only)."""
-    import spconv.pytorch as sp
-    import spconv.pytorch.ops as sp_ops
-    from torch import nn
-
-    from ssen_ros.models import ARCHITECTURES
-
-    # Its CPU backward asks for a CUDA stream: spconv.pytorch.ops calls get_current_stream() unconditionally.
-    sp_ops.get_current_stream = lambda: 0
-    a = ARCHITECTURES[arch]
-
-    def bn(c: int) -> nn.Module:
-        return nn.BatchNorm1d(c, momentum=0.02)
-
-    def feat(x, f):
-        return x.replace_feature(f)
-
-    class Block(nn.Module):
-        def __init__(self, inp: int, planes: int, stride: int) -> None:
-            super().__init__()
-            key = f"subm{stride}"
-            self.conv1 = sp.SubMConv3d(inp, planes, 3, bias=False, indice_key=key)
-            self.conv2 = sp.SubMConv3d(planes, planes, 3, bias=False, indice_key=key)
-            self.norm1, self.norm2 = bn(planes), bn(planes)
-            self.down = nn.Sequential(nn.Linear(inp, planes, bias=False), bn(planes)) if inp != planes else None
-
-        def forward(self, x):
-            out = self.conv1(x)
-            out = self.conv2(feat(out, torch.relu(self.norm1(out.features))))
-            res = x.features if self.down is None else self.down(x.features)
-            return feat(out, torch.relu(self.norm2(out.features) + res))
-
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv0 = sp.SubMConv3d(in_channels, a.init_dim, 3, bias=False, indice_key="subm1")
-            self.bn0 = bn(a.init_dim)
-            inp, self.downs, self.ups, self.blocks = a.init_dim, nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-            self.bns = nn.ModuleList()
-            for i in range(4):
-                self.downs.append(sp.SparseConv3d(inp, inp, 2, 2, bias=False, indice_key=f"down{2 ** i}"))
-                self.bns.append(bn(inp))
-                blocks = []
-                for j in range(a.layers[i]):
-                    blocks.append(Block(inp, a.planes[i], 2 ** (i + 1)))
-                    inp = a.planes[i]
-                self.blocks.append(nn.Sequential(*blocks))
-            skips = (a.planes[2], a.planes[1], a.planes[0], a.init_dim)
-            for i in range(4):
-                planes = a.planes[4 + i]
-                self.ups.append(sp.SparseInverseConv3d(inp, planes, 2, bias=False, indice_key=f"down{2 ** (3 - i)}"))
-                self.bns.append(bn(planes))
-                blocks, inp = [], planes + skips[i]
-                for j in range(a.layers[4 + i]):
-                    blocks.append(Block(inp, planes, 2 ** (3 - i)))
-                    inp = planes
-                self.blocks.append(nn.Sequential(*blocks))
-            self.final = nn.Linear(inp, out_channels)
-
-        def forward(self, x):
-            out = self.conv0(x)
-            out = feat(out, torch.relu(self.bn0(out.features)))
-            skips = [out]
-            for i in range(4):
-                out = self.downs[i](out)
-                out = self.blocks[i](feat(out, torch.relu(self.bns[i](out.features))))
-                skips.append(out)
-            skips.pop()
-            for i in range(4):
-                out = self.ups[i](out)
-                out = feat(out, torch.relu(self.bns[4 + i](out.features)))
-                skip = skips.pop()
-                out = self.blocks[4 + i](feat(skip, torch.cat([out.features, skip.features], 1)))
-            return self.final(out.features)
-
-    return Net()
-
-
 def _setup(backend: str, task: str) -> dict[str, Callable[[], object]]:
     """The timed calls of one (backend, task), by measurement name, ready to run here."""
     coords, feats = _scene()
-    if backend == "spconv":
-        import spconv.pytorch as sp
+    ops = get_backend(backend)
+    use_cpu_threads(0, backend)  # OMP_NUM_THREADS threads, as the Segmenter runs each backend
 
-        shape = (coords[:, 1:].amax(0) + 1).tolist()
+    def make(f):
+        x = SparseTensor(f, coords)
+        return ops.to_native(x) if task == "layer" else x
 
-        def make(f):
-            return sp.SparseConvTensor(f, coords, spatial_shape=shape, batch_size=1)
-
-        def out(y):
-            return y if isinstance(y, torch.Tensor) else y.features
-    else:
-        from ssen_ros.sparse import SparseTensor, get_backend, use_cpu_threads
-
-        ops = get_backend(backend)
-        use_cpu_threads(0, backend)  # OMP_NUM_THREADS threads, as the Segmenter runs each backend
-
-        def make(f):
-            x = SparseTensor(f, coords)
-            return ops.to_native(x) if task == "layer" else x
-
-        def out(y):
-            return y.F if backend == "minkowski" and task == "layer" else y.features
     if task == "layer":
         f64 = torch.randn(len(coords), 64, generator=torch.Generator().manual_seed(0))
-        layer = sp.SubMConv3d(64, 64, 3, bias=False, indice_key="subm1") if backend == "spconv" \
-            else ops.conv(64, 64, 3)
+        layer = ops.conv(64, 64, 3)
         cached = make(f64)
-        calls = {"fresh": lambda: out(layer(make(f64))), "cached": lambda: out(layer(cached))}
+        calls = {"fresh": lambda: layer(make(f64)).features, "cached": lambda: layer(cached).features}
         if backend == "torch":
             calls["map"] = lambda: SparseTensor(f64, coords).maps.submanifold(1, 3)
         return {name: torch.no_grad()(fn) for name, fn in calls.items()}
-    if backend == "spconv":
-        net = _spconv_unet("Res16UNet34C", 3, 20)
-    else:
-        from ssen_ros.models import build_network
-        net = build_network("Res16UNet34C", 3, 20, backend=backend)
+    net = build_network("Res16UNet34C", 3, 20, backend=backend)
     if task == "forward":
         net.eval()
-        return {"forward": torch.no_grad()(lambda: out(net(make(feats))))}
+        return {"forward": torch.no_grad()(lambda: net(make(feats)).features)}
     net.train()
     labels = torch.randint(0, 20, (len(coords),), generator=torch.Generator().manual_seed(0))
 
     def step():
         net.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(out(net(make(feats))), labels).backward()
+        torch.nn.functional.cross_entropy(net(make(feats)).features, labels).backward()
 
     return {"train": step}
 
@@ -264,16 +168,8 @@ def _measure(task: str, backends: list[str], rounds: int, threads: int, wait_pol
 
 def _available(backend: str) -> str:
     """Empty when ``backend`` can run here, else why not."""
-    if backend == "minkowski":
-        from ssen_ros.sparse import minkowski_available
-        ok, why = minkowski_available()
-        return "" if ok else f"MinkowskiEngine does not import ({why})"
-    if backend == "spconv":
-        try:
-            import spconv.pytorch  # noqa: F401
-        except ImportError as err:
-            return f"spconv is not installed ({err}); pip install spconv==2.3.8 to compare"
-    return ""
+    ok, why = backend_available(backend)
+    return "" if ok else f"{backend} does not import ({why}); {INSTALL[backend]} to compare"
 
 
 def _report(results: dict, skipped: dict, rounds: int, threads: int, wait_policy: str, voxels: int,
@@ -294,12 +190,13 @@ def _report(results: dict, skipped: dict, rounds: int, threads: int, wait_policy
         v = results.get((backend, task), {}).get("peak_rss_mb")
         return "—" if v is None else f"{v:.0f}"
 
-    ran = [b for b in BACKENDS if b not in skipped and any(k[0] == b for k in results)]
+    ran = [b for b in ENGINES if b not in skipped and any(k[0] == b for k in results)]
     lines = [f"Scene: `synthetic_room()`, {voxels:,} voxels at 2 cm ({pairs:,} neighbour pairs for a 3x3x3 "
              f"kernel), batch 1, 3 input features. Model: Res16UNet34C (conv1 kernel 3, 20 outputs, "
              f"37.8M parameters). {threads} thread(s) per backend, set as the Segmenter sets them "
              f"(`ssen_ros.sparse.use_cpu_threads`: torch backend {threads} tile worker(s) with 1 intra-op "
-             f"thread; MinkowskiEngine and spconv {threads} OpenMP thread(s)), OMP_WAIT_POLICY "
+             f"thread; MinkowskiEngine and spconv {threads} OpenMP thread(s), spconv's convolutions 1, "
+             f"as its CPU scatter-add is wrong on more), OMP_WAIT_POLICY "
              f"{wait_policy}. Each backend and task "
              f"runs in its own process (so peak RSS figures do not mix), timed in {rounds} interleaved "
              f"rounds after a warm-up (so load changes hit every backend alike); medians. Kernel maps are "
@@ -337,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--omp-wait-policy", nargs="+", choices=("passive", "active", "default"),
                         default=["passive"], help="OMP_WAIT_POLICY of every worker (passive: idle threads "
                         "sleep, not spin; default: libgomp spins a while), one section each")
-    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--backends", nargs="+", choices=ENGINES, default=list(ENGINES))
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--serve", nargs=2, metavar=("BACKEND", "TASK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -345,8 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         _serve(*args.serve)
         return 0
-    from ssen_ros.sparse import KernelMaps
-
     coords, _ = _scene()
     pairs = KernelMaps(coords).submanifold(1, 3).num_pairs
     skipped = {b: why for b in args.backends if (why := _available(b))}

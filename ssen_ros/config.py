@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 
 Device = Literal["auto", "cpu", "cuda"]
-Backend = Literal["auto", "torch", "minkowski"]
+Backend = Literal["auto", "torch", "minkowski", "spconv"]
 ClusterMethod = Literal["fast", "exact"]
 Reliability = Literal["auto", "reliable", "best_effort"]
 Durability = Literal["auto", "transient_local", "volatile"]
@@ -124,7 +124,8 @@ class SegmenterConfig:
     """'auto' (CUDA when available, else CPU), 'cpu' or 'cuda'."""
     backend: Backend = setting("torch", read_only=True)
     """Sparse-conv engine: 'torch' (plain PyTorch, ours: no compiler, CPU and CUDA), 'minkowski'
-    (MinkowskiEngine 0.5.4, the paper's engine), or 'auto' (MinkowskiEngine when it imports, else torch)."""
+    (MinkowskiEngine 0.5.4, the paper's engine), 'spconv' (spconv 2.3, a benchmark peer), or
+    'auto' (MinkowskiEngine when it imports, else torch)."""
     threads: int = setting(0, range=(0, 1024), read_only=True)
     """CPU threads for the networks (0: OMP_NUM_THREADS, else every core). The torch backend
     shares each convolution's tiles out to them and sets torch's intra-op threads to 1, process-wide."""

@@ -271,7 +271,7 @@ def test_backend_choice_is_logged(caplog):
     assert f"sparse backend: {name}" in caplog.text
     assert resolve_backend("torch") == "torch" and get_backend("torch") is tb
     with pytest.raises(ValueError, match="backend must be one of"):
-        resolve_backend("spconv")
+        resolve_backend("tpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (no GPU visible to torch here)")

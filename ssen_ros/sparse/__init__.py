@@ -1,12 +1,14 @@
-"""Sparse convolution for the SSEN networks (paper §III-A): tensors, kernel maps, two backends.
+"""Sparse convolution for the SSEN networks (paper §III-A): tensors, kernel maps, three backends.
 
 - ``torch``: :mod:`ssen_ros.sparse.torch_backend`, plain PyTorch, runs wherever torch does.
 - ``minkowski``: :mod:`ssen_ros.sparse.minkowski_backend`, thin wrappers around
   MinkowskiEngine 0.5.4 (build it with ``scripts/build_minkowski.sh``).
+- ``spconv``: :mod:`ssen_ros.sparse.spconv_backend`, spconv 2.3's kernel maps and convolution
+  (``pip install .[spconv]``), a peer for the benchmarks.
 
-Both expose the same layer factories (``conv``, ``conv_tr``, ``batch_norm``, ``relu``, ``cat``,
+All expose the same layer factories (``conv``, ``conv_tr``, ``batch_norm``, ``relu``, ``cat``,
 ``add_``, ``to_native``, ``from_native``) with the same parameter names, shapes and kernel-offset
-order, so one ``state_dict`` loads in either. ``backend="auto"`` picks MinkowskiEngine when it
+order, so one ``state_dict`` loads in any of them. ``backend="auto"`` picks MinkowskiEngine when it
 imports, else torch, and logs the choice.
 """
 from __future__ import annotations
@@ -21,29 +23,31 @@ from ssen_ros.sparse.kernel_map import CoordinateError, KernelMap, KernelMaps, k
 from ssen_ros.sparse.tensor import SparseTensor, cat, to_points
 
 __all__ = ["SparseTensor", "KernelMaps", "KernelMap", "CoordinateError", "cat", "to_points",
-           "kernel_offsets", "BACKENDS", "minkowski_available", "resolve_backend", "get_backend",
+           "kernel_offsets", "BACKENDS", "ENGINES", "backend_available", "resolve_backend", "get_backend",
            "use_cpu_threads"]
 
 BACKENDS = choices(Backend)
+ENGINES = tuple(b for b in BACKENDS if b != "auto")
+"""The concrete backends, each a module ``ssen_ros.sparse.NAME_backend``."""
 
 log = logging.getLogger(__name__)
 
 
-def minkowski_available() -> tuple[bool, str]:
-    """Whether MinkowskiEngine imports here, and why not when it does not."""
+def backend_available(name: str) -> tuple[bool, str]:
+    """Whether backend ``name``'s engine imports here, and why not when it does not."""
     try:
-        importlib.import_module("ssen_ros.sparse.minkowski_backend")
+        get_backend(name)
     except ImportError as err:
         return False, str(err)
     return True, ""
 
 
 def resolve_backend(backend: str = "auto") -> str:
-    """The concrete backend name for ``backend`` ('auto' | 'torch' | 'minkowski'), logged."""
+    """The concrete backend name for ``backend`` (one of ``BACKENDS``), logged."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        ok, why = minkowski_available()
+        ok, why = backend_available("minkowski")
         backend = "minkowski" if ok else "torch"
         log.info("sparse backend: %s (auto%s)", backend, "" if ok else f"; MinkowskiEngine unavailable: {why}")
     else:
@@ -52,9 +56,9 @@ def resolve_backend(backend: str = "auto") -> str:
 
 
 def get_backend(name: str) -> ModuleType:
-    """The backend module for a concrete name ('torch' or 'minkowski')."""
-    if name not in ("torch", "minkowski"):
-        raise ValueError(f"backend must be 'torch' or 'minkowski', got {name!r}")
+    """The backend module for a concrete name (one of ``ENGINES``)."""
+    if name not in ENGINES:
+        raise ValueError(f"backend must be one of {ENGINES}, got {name!r}")
     return importlib.import_module(f"ssen_ros.sparse.{name}_backend")
 
 
@@ -63,7 +67,8 @@ def use_cpu_threads(threads: int, backend: str) -> int:
 
     0 means ``OMP_NUM_THREADS`` if set, else every core this process may use. The torch backend
     gets one intra-op thread and ``threads`` tile workers (``torch_backend.set_tile_workers``);
-    MinkowskiEngine gets ``threads`` OpenMP threads. Both settings are process-wide.
+    MinkowskiEngine and spconv get ``threads`` OpenMP threads (spconv's convolutions themselves
+    run on one, see ``spconv_backend``). The settings are process-wide.
     """
     import torch
 
