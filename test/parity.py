@@ -6,12 +6,16 @@ backend may order the voxels of a strided level its own way.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import numpy as np
+import pytest
 import torch
 
-from ssen_ros.models import build_network
+from ssen_ros.models import build_network, load_checkpoint
 from ssen_ros.sparse import SparseTensor
 
 RTOL = 1e-4
@@ -78,22 +82,107 @@ def run_both(layers, ref_layers, coords: torch.Tensor, feats: torch.Tensor, nati
             (inputs[0].grad, inputs[1].grad), [(name, p.grad, q.grad) for (name, p), (_, q) in params])
 
 
-def twin(factory, ref_factory, *args, **kwargs):
-    """The same layer from two backends, with the reference's initial weights in both."""
-    a, b = factory(*args, **kwargs), ref_factory(*args, **kwargs)
-    a.load_state_dict(b.state_dict())
-    return a, b
+def sparse_input(coords: torch.Tensor, feats: torch.Tensor) -> SparseTensor:
+    """The input of the torch backend's layers."""
+    return SparseTensor(feats, coords)
 
 
-def check(layers, ref_layers, coords: torch.Tensor, feats: torch.Tensor, what: str, native: Native,
-          ref_native: Native) -> None:
-    """Outputs, input gradients and every parameter gradient agree."""
-    (y, y_ref), (gx, gx_ref), grads = run_both(layers, ref_layers, coords, feats, native, ref_native)
-    assert_rel_close(y, y_ref, f"{what} forward")
-    assert_rel_close(gx, gx_ref, f"{what} input gradient")
-    assert grads
-    for name, g, g_ref in grads:
-        assert_rel_close(g, g_ref, f"{what} gradient of {name}")
+@dataclass(frozen=True)
+class Backends:
+    """A backend's layer factories (``ops``) against a reference's, with their input makers."""
+
+    ops: ModuleType
+    ref: ModuleType
+    native: Native
+    ref_native: Native
+
+    def twin(self, factory: str, *args: Any, **kwargs: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """The same layer from both, with the reference's initial weights in both."""
+        a, b = getattr(self.ops, factory)(*args, **kwargs), getattr(self.ref, factory)(*args, **kwargs)
+        a.load_state_dict(b.state_dict())
+        return a, b
+
+    def check(self, layers: list, ref_layers: list, what: str) -> None:
+        """Outputs, input gradients and every parameter gradient agree on :func:`scene`."""
+        coords, feats = scene()
+        (y, y_ref), (gx, gx_ref), grads = run_both(layers, ref_layers, coords, feats, self.native,
+                                                   self.ref_native)
+        assert_rel_close(y, y_ref, f"{what} forward")
+        assert_rel_close(gx, gx_ref, f"{what} input gradient")
+        assert grads
+        for name, g, g_ref in grads:
+            assert_rel_close(g, g_ref, f"{what} gradient of {name}")
+
+
+class _ConvNormReluCat(torch.nn.Module):
+    def __init__(self, ops: ModuleType, conv: torch.nn.Module, norm: torch.nn.Module) -> None:
+        super().__init__()
+        self.ops, self.conv, self.norm, self.relu = ops, conv, norm, ops.relu()
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.ops.cat(self.relu(self.norm(y)), y)
+
+
+class BackendParity:
+    """The parity tests of a backend against a reference: a test module subclasses this, names the
+    two (``backend``, ``ref_backend``) and gives it a ``backends`` fixture (a :class:`Backends`).
+
+    Every op, forward and backward, in float32; the whole Res16UNet34C in float64, train and eval
+    mode, forward and every gradient; a checkpoint of the reference loaded into the backend.
+    """
+
+    backend = ""
+    ref_backend = ""
+
+    @pytest.mark.parametrize("kernel_size", [3, 5])
+    def test_submanifold_conv(self, backends: Backends, kernel_size: int) -> None:
+        ours, ref = backends.twin("conv", 3, 8, kernel_size)
+        backends.check([ours], [ref], f"conv k{kernel_size}")
+
+    def test_one_by_one_conv_with_bias(self, backends: Backends) -> None:
+        ours, ref = backends.twin("conv", 3, 5, 1, bias=True)
+        backends.check([ours], [ref], "conv 1x1")
+
+    def test_strided_conv_and_transpose(self, backends: Backends) -> None:
+        d1, d1_ref = backends.twin("conv", 3, 6, 2, stride=2)
+        d2, d2_ref = backends.twin("conv", 6, 6, 2, stride=2)
+        u2, u2_ref = backends.twin("conv_tr", 6, 4)
+        u1, u1_ref = backends.twin("conv_tr", 4, 2)
+        backends.check([d1], [d1_ref], "strided conv")
+        backends.check([d1, d2, u2, u1], [d1_ref, d2_ref, u2_ref, u1_ref], "strided + transposed convs")
+
+    def test_batch_norm_relu_cat(self, backends: Backends) -> None:
+        c, c_ref = backends.twin("conv", 3, 4, 3)
+        n, n_ref = backends.twin("batch_norm", 4, 0.02)
+        backends.check([_ConvNormReluCat(backends.ops, c, n)], [_ConvNormReluCat(backends.ref, c_ref, n_ref)],
+                       "conv-bn-relu-cat")
+        assert_rel_close(n.bn.running_var, n_ref.bn.running_var, "bn running variance")
+
+    @pytest.mark.parametrize("train", [True, False])
+    def test_res16unet34c(self, train: bool) -> None:
+        coords, feats = scene(1500)
+        assert_networks_agree(*twin_networks(self.backend, self.ref_backend, train), coords, feats,
+                              torch.float64, gradients=True)
+
+    def test_checkpoint_of_the_reference_loads(self, tmp_path: Path) -> None:
+        check_checkpoint_loads(self.backend, self.ref_backend, tmp_path)
+
+
+def check_checkpoint_loads(backend: str, ref_backend: str, folder: Path) -> None:
+    """A checkpoint saved from the reference's network (trained BatchNorm statistics) loads into
+    ``backend``'s and gives the same eval forward."""
+    coords, feats = scene(1000, seed=4)
+    ref = build_network("Res16UNet34C", 3, 20, backend=ref_backend)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        ref(SparseTensor(feats, coords))
+    ref.eval()
+    path = folder / f"{ref_backend}.pth"
+    torch.save({"state_dict": ref.state_dict()}, path)
+    net = load_checkpoint(build_network("Res16UNet34C", 3, 20, backend=backend), path).eval()
+    with torch.no_grad():
+        assert_rel_close(net(SparseTensor(feats, coords)).features,
+                         ref(SparseTensor(feats, coords)).features, "loaded checkpoint forward")
 
 
 def network_pass(model: torch.nn.Module, coords: torch.Tensor, feats: torch.Tensor, dtype: torch.dtype):

@@ -18,7 +18,7 @@ Importing this module raises ImportError when spconv is missing.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import torch
@@ -55,16 +55,21 @@ def _one_thread() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class _Pairs:
-    """One kernel map: spconv's ``indice_pairs`` (2, K, n) and ``counts`` (K,), and row counts."""
+    """One kernel map: spconv's ``indice_pairs`` (2, K, n) and ``counts`` (K,), and row counts;
+    ``inverse`` runs it from its outputs back to its inputs."""
 
     pairs: Tensor
     counts: Tensor
     num_in: int
     num_out: int
     subm: bool
+    inverse: bool = False
+
+    def transposed(self) -> "_Pairs":
+        return replace(self, inverse=not self.inverse)
 
     def offsets(self) -> Iterator[tuple[int, Tensor, Tensor]]:
-        """``(k, input rows, output rows)`` for every kernel offset with pairs.
+        """``(k, input rows, output rows)`` for every kernel offset with pairs (not inverted).
 
         A submanifold map stores only the offsets before the centre; offset ``K-1-k`` has the
         same pairs as ``k``, swapped, and the centre pairs every row with itself.
@@ -129,19 +134,20 @@ class _Grid:
 
 
 class SpconvTensor:
-    """Features (N, C) on the voxels of one stride of a :class:`_Grid`."""
+    """Features (N, C) on the voxels at ``stride`` of a :class:`_Grid` (its ``maps``), built like a
+    :class:`SparseTensor` from maps."""
 
-    __slots__ = ("features", "stride", "grid")
+    __slots__ = ("features", "stride", "maps")
 
-    def __init__(self, features: Tensor, stride: int, grid: _Grid) -> None:
-        self.features, self.stride, self.grid = features, stride, grid
+    def __init__(self, features: Tensor, *, stride: int, maps: _Grid) -> None:
+        self.features, self.stride, self.maps = features, stride, maps
 
     @property
     def coords(self) -> Tensor:
-        return self.grid.coords(self.stride)
+        return self.maps.coords(self.stride)
 
     def replace(self, features: Tensor) -> "SpconvTensor":
-        return SpconvTensor(features, self.stride, self.grid)
+        return SpconvTensor(features, stride=self.stride, maps=self.maps)
 
 
 def _krsc(kernel: Tensor) -> Tensor:
@@ -151,89 +157,55 @@ def _krsc(kernel: Tensor) -> Tensor:
     return kernel.permute(2, 0, 1).reshape(cout, side, side, side, cin).contiguous()
 
 
-def _spconv(x: Tensor, kernel: Tensor, kmap: _Pairs, inverse: bool) -> Tensor:
-    """``out[o] = sum x[i] @ kernel[k]`` over the pairs (i, o, k); ``inverse`` swaps i and o."""
+def _spconv(x: Tensor, kernel: Tensor, kmap: _Pairs) -> Tensor:
+    """``out[o] = sum x[i] @ kernel[k]`` over the pairs (i, o, k) of ``kmap``."""
     with _one_thread():
         return ops.indice_conv(x.contiguous(), _krsc(kernel), kmap.pairs, kmap.counts,
-                               kmap.num_in if inverse else kmap.num_out, inverse, kmap.subm)
+                               kmap.num_in if kmap.inverse else kmap.num_out, kmap.inverse, kmap.subm)
 
 
-class _ConvFunction(torch.autograd.Function):
-    """spconv's convolution with our own backward (see the module docstring)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, kernel: Tensor, kmap: _Pairs, inverse: bool) -> Tensor:  # type: ignore[override]
-        ctx.kmap, ctx.inverse = kmap, inverse
-        ctx.save_for_backward(x, kernel)
-        return _spconv(x, kernel, kmap, inverse)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, kernel = ctx.saved_tensors
-        grad = grad.contiguous()
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = _spconv(grad, kernel.transpose(1, 2), ctx.kmap, not ctx.inverse)
-        if ctx.needs_input_grad[1]:
-            gw = torch.zeros_like(kernel)
-            for k, rows_in, rows_out in ctx.kmap.offsets():
-                if ctx.inverse:
-                    rows_in, rows_out = rows_out, rows_in
-                gw[k] = x[rows_in].t() @ grad[rows_out]
-        return gx, gw, None, None
+def _weight_grad(x: Tensor, grad: Tensor, kmap: _Pairs, shape: torch.Size) -> Tensor:
+    """``dW[k] = x[in_rows].T @ grad[out_rows]`` per offset (spconv's CPU backward needs CUDA)."""
+    gw = x.new_zeros(shape)
+    for k, rows_in, rows_out in kmap.offsets():
+        if kmap.inverse:
+            rows_in, rows_out = rows_out, rows_in
+        gw[k] = x[rows_in].t() @ grad[rows_out]
+    return gw
 
 
-class Convolution(tb.Convolution):
-    """Submanifold (odd kernel, stride 1), 1×1, or kernel 2 stride 2, on spconv's maps."""
-
-    def forward(self, x: SpconvTensor) -> SpconvTensor:  # type: ignore[override]
-        if self.kernel.dim() == 2:
-            y, stride = x.features @ self.kernel, x.stride
-        elif self.stride == 1:
-            y = _ConvFunction.apply(x.features, self.kernel, x.grid.submanifold(x.stride, self.kernel_size), False)
-            stride = x.stride
-        else:
-            y = _ConvFunction.apply(x.features, self.kernel, x.grid.downsample(x.stride), False)
-            stride = 2 * x.stride
-        if self.bias is not None:
-            y = y + self.bias
-        return SpconvTensor(y, stride, x.grid)
+_ConvFunction = tb.map_conv_function(_spconv, _weight_grad)
 
 
-class ConvolutionTranspose(tb.ConvolutionTranspose):
-    """Kernel-2 stride-2 transposed convolution: the matching downsampling map, inverted."""
+class _OnSpconv:
+    """The torch backend's convolution layers, run by spconv on its maps."""
 
-    def forward(self, x: SpconvTensor) -> SpconvTensor:  # type: ignore[override]
-        if x.stride < 2:
-            raise ValueError(f"transposed convolution needs a stride >= 2 input, got stride {x.stride}")
-        fine = x.stride // 2
-        y = _ConvFunction.apply(x.features, self.kernel, x.grid.downsample(fine), True)
-        if self.bias is not None:
-            y = y + self.bias
-        return SpconvTensor(y, fine, x.grid)
+    apply_map = staticmethod(_ConvFunction.apply)
+    tensor = SpconvTensor
 
 
-def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-         bias: bool = False) -> Convolution:
-    return Convolution(in_channels, out_channels, kernel_size, stride, bias)
+class Convolution(_OnSpconv, tb.Convolution):
+    pass
 
 
-def conv_tr(in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-            bias: bool = False) -> ConvolutionTranspose:
-    return ConvolutionTranspose(in_channels, out_channels, kernel_size, stride, bias)
+class ConvolutionTranspose(_OnSpconv, tb.ConvolutionTranspose):
+    pass
+
+
+conv, conv_tr = Convolution, ConvolutionTranspose  # the factories' signatures are the classes'
 
 
 def cat(*tensors: SpconvTensor) -> SpconvTensor:
     """Concatenate channels of tensors on the same voxels (the UNet skip connections)."""
     first = tensors[0]
-    if any(t.grid is not first.grid or t.stride != first.stride for t in tensors[1:]):
+    if any(t.maps is not first.maps or t.stride != first.stride for t in tensors[1:]):
         raise ValueError("cat needs tensors on the same voxels")
     return first.replace(torch.cat([t.features for t in tensors], 1))
 
 
 def to_native(x: SparseTensor) -> SpconvTensor:
     """The (stride-1) network input on a new grid; rows keep their order."""
-    return SpconvTensor(x.features, 1, _Grid(x.coords))
+    return SpconvTensor(x.features, stride=1, maps=_Grid(x.coords))
 
 
 def from_native(y: SpconvTensor, x_native: SpconvTensor, x: SparseTensor) -> SparseTensor:

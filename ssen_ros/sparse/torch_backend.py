@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,8 @@ from ssen_ros.sparse.kernel_map import KernelMap
 from ssen_ros.sparse.tensor import SparseTensor, cat
 
 __all__ = ["Convolution", "ConvolutionTranspose", "BatchNorm", "ReLU", "cat", "add_", "conv", "conv_tr",
-           "batch_norm", "relu", "to_native", "from_native", "kernel_conv", "set_tile_workers", "tile_workers"]
+           "batch_norm", "relu", "to_native", "from_native", "kernel_conv", "map_conv_function",
+           "set_tile_workers", "tile_workers"]
 
 TILE_PAIRS = 16384
 """Pairs per tile for layers wider than ``NARROW_CHANNELS`` (twice as many for narrower ones).
@@ -173,25 +175,35 @@ def _weight_grad(x: Tensor, grad: Tensor, kmap: KernelMap, shape: torch.Size) ->
     return gw
 
 
-class KernelConvFunction(torch.autograd.Function):
-    """``y = conv(x, W)`` over a kernel map; backward gathers again instead of saving gathers."""
+def map_conv_function(conv: Callable[[Tensor, Tensor, Any], Tensor],
+                      weight_grad: Callable[[Tensor, Tensor, Any, torch.Size], Tensor]) -> type:
+    """An autograd Function ``y = conv(x, W, kmap)`` whose backward gathers again instead of saving
+    gathers: the input gradient is ``conv`` of the output gradient with ``W`` transposed over
+    ``kmap.transposed()``, the weight's ``weight_grad(x, grad, kmap, W.shape)``."""
 
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:  # type: ignore[override]
-        ctx.kmap = kmap
-        ctx.save_for_backward(x, weight)
-        return _gather_mm_scatter(x.contiguous(), weight, kmap)
+    class MapConvFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x: Tensor, weight: Tensor, kmap) -> Tensor:  # type: ignore[override]
+            ctx.kmap = kmap
+            ctx.save_for_backward(x, weight)
+            return conv(x.contiguous(), weight, kmap)
 
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, weight = ctx.saved_tensors
-        grad = grad.contiguous()
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = _gather_mm_scatter(grad, weight.transpose(1, 2), ctx.kmap.transposed())
-        if ctx.needs_input_grad[1]:
-            gw = _weight_grad(x.contiguous(), grad, ctx.kmap, weight.shape)
-        return gx, gw, None
+        @staticmethod
+        def backward(ctx, grad: Tensor):  # type: ignore[override]
+            x, weight = ctx.saved_tensors
+            grad = grad.contiguous()
+            gx = gw = None
+            if ctx.needs_input_grad[0]:
+                gx = conv(grad, weight.transpose(1, 2), ctx.kmap.transposed())
+            if ctx.needs_input_grad[1]:
+                gw = weight_grad(x.contiguous(), grad, ctx.kmap, weight.shape)
+            return gx, gw, None
+
+    return MapConvFunction
+
+
+KernelConvFunction = map_conv_function(_gather_mm_scatter, _weight_grad)
+"""``y = conv(x, W)`` over a :class:`KernelMap`, tiled (see the module docstring)."""
 
 
 def kernel_conv(x: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:
@@ -200,9 +212,15 @@ def kernel_conv(x: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:
 
 
 class Convolution(nn.Module):
-    """Sparse convolution: submanifold (odd kernel, stride 1), 1×1, or kernel 2 stride 2."""
+    """Sparse convolution: submanifold (odd kernel, stride 1), 1×1, or kernel 2 stride 2.
+
+    ``apply_map(features, kernel, kernel map)`` runs it and ``tensor`` holds its output: another
+    backend's layers subclass this with their own.
+    """
 
     transposed = False
+    apply_map = staticmethod(kernel_conv)
+    tensor = SparseTensor
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  bias: bool = False) -> None:
@@ -232,14 +250,14 @@ class Convolution(nn.Module):
             y = x.features @ self.kernel
             stride = x.stride
         elif self.stride == 1:
-            y = kernel_conv(x.features, self.kernel, x.maps.submanifold(x.stride, self.kernel_size))
+            y = self.apply_map(x.features, self.kernel, x.maps.submanifold(x.stride, self.kernel_size))
             stride = x.stride
         else:
-            y = kernel_conv(x.features, self.kernel, x.maps.downsample(x.stride))
+            y = self.apply_map(x.features, self.kernel, x.maps.downsample(x.stride))
             stride = 2 * x.stride
         if self.bias is not None:
             y = y + self.bias
-        return SparseTensor(y, stride=stride, maps=x.maps)
+        return self.tensor(y, stride=stride, maps=x.maps)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -261,10 +279,10 @@ class ConvolutionTranspose(Convolution):
         if x.stride < 2:
             raise ValueError(f"transposed convolution needs a stride >= 2 input, got stride {x.stride}")
         fine = x.stride // 2
-        y = kernel_conv(x.features, self.kernel, x.maps.downsample(fine).transposed())
+        y = self.apply_map(x.features, self.kernel, x.maps.downsample(fine).transposed())
         if self.bias is not None:
             y = y + self.bias
-        return SparseTensor(y, stride=fine, maps=x.maps)
+        return self.tensor(y, stride=fine, maps=x.maps)
 
 
 class BatchNorm(nn.Module):
