@@ -185,11 +185,11 @@ class _OnSpconv:
 
 
 class Convolution(_OnSpconv, tb.Convolution):
-    pass
+    """Submanifold (odd kernel, stride 1), 1×1, or kernel 2 stride 2."""
 
 
 class ConvolutionTranspose(_OnSpconv, tb.ConvolutionTranspose):
-    pass
+    """Kernel-2 stride-2 transposed convolution: the matching downsampling map, inverted."""
 
 
 conv, conv_tr = Convolution, ConvolutionTranspose  # the factories' signatures are the classes'
