@@ -31,7 +31,8 @@ its new voxels unlabelled, where a full run would segment the tile afresh; the c
 sample makes such a re-run differ by more than those few voxels (``benchmarks/live.md``).
 The tiles differ from ``Segmenter``'s (it stretches its grid to each map's extent, with larger
 tiles by default), so a full ``Segmenter`` run differs from both.
-Stable ids across maps are the node's ``ros.tracking``, as without live mode.
+Stable ids across maps are the node's ``ros.tracking``, as without live mode; ``previous_`` tells
+it which instances are unchanged, so that only the others are matched.
 """
 from __future__ import annotations
 
@@ -123,12 +124,15 @@ class LiveSegmenter:
     versions of one map, re-running only the tiles that changed (module docstring).
 
     After a call, ``tiles_`` maps each tile's cell (ix, iy) to its :class:`TileResult`,
-    ``changed_`` lists the cells that re-ran, ``full_`` says whether every tile did, and
-    ``records_`` holds the instance records for reuse (``tiling.tile_instances``)."""
+    ``changed_`` lists the cells that re-ran, ``full_`` says whether every tile did,
+    ``records_`` holds the instance records for reuse (``tiling.tile_instances``), ``previous_``
+    gives per instance id the id that an instance with exactly the same points had in the call
+    before (-1: none), and ``calls_`` counts the calls that returned."""
 
     def __init__(self, segmenter: Segmenter, config: LiveConfig = LiveConfig()):
         self.segmenter = segmenter
         self.config = config
+        self.calls_ = 0
 
     def reset(self) -> None:
         """Forget every tile's result, so the next call is a full run (needed when the
@@ -158,6 +162,8 @@ class LiveSegmenter:
         instance = np.full(len(points), -1, dtype=np.int64)
         if len(pts) == 0:
             self.tiles_, self.changed_, self.full_ = {}, [], True
+            self.records_, self.previous_ = {}, np.zeros(0, dtype=np.int64)
+            self.calls_ += 1
             return Segmentation(semantic, instance, [], {"total": time.perf_counter() - t_start}, num_tiles=0)
         vox = voxelize(pts, None, seg.voxel_size)
         index = vox.coords + vox.origin
@@ -191,12 +197,13 @@ class LiveSegmenter:
         t_stitch = time.perf_counter()
         voxel_semantic = np.full(len(vox), -1, dtype=np.int64)
         node, component, classes, scores = self._stitch(win, cells, keys, voxel_semantic)
-        inst, records = tile_instances(pts, node[vox.inverse], component, classes, scores,
-                                       seg.config.min_instance_points, self.records_)
+        inst, records, self.previous_ = tile_instances(pts, node[vox.inverse], component, classes, scores,
+                                                       seg.config.min_instance_points, self.records_)
         semantic[rows] = voxel_semantic[vox.inverse]
         instance[rows] = inst
         timings["stitch"] = time.perf_counter() - t_stitch
         timings["total"] = time.perf_counter() - t_start
+        self.calls_ += 1
         return Segmentation(semantic, instance, records, timings, num_voxels, num_foreground,
                             num_tiles=len(cells))
 

@@ -165,8 +165,8 @@ def segment_tiled(segment: SegmentFn, points: np.ndarray, colors: Optional[np.nd
                              for v in (margin_idx, margin_node, margin_tile))
     component = join_tiles(semantic, node, core, m_idx, m_node, m_tile,
                            np.asarray(node_tile, np.int64), len(grid), background)
-    instance, records = tile_instances(points, node, component, classes,
-                                       np.asarray(node_score, dtype=np.float64), min_instance_points)
+    instance, records, _ = tile_instances(points, node, component, classes,
+                                          np.asarray(node_score, dtype=np.float64), min_instance_points)
     timings["stitch"] = time.perf_counter() - t_stitch
     timings["total"] = time.perf_counter() - t_start
     return Segmentation(semantic, instance, records, timings, num_voxels, num_foreground,
@@ -222,9 +222,10 @@ def _merge(core_node: np.ndarray, core_tile: np.ndarray, margin_node: np.ndarray
 
 def tile_instances(points: np.ndarray, node: np.ndarray, component: np.ndarray, classes: np.ndarray,
                    scores: np.ndarray, min_points: int, known: Optional[dict] = None
-                   ) -> "tuple[np.ndarray, list]":
-    """Per-point instance ids 0.. by decreasing size, and their records, from each point's
-    node (-1: none), the nodes' components, classes and scores.
+                   ) -> "tuple[np.ndarray, list, np.ndarray]":
+    """Per-point instance ids 0.. by decreasing size, their records, and per instance the id it
+    had in the call that filled ``known`` (-1: new or changed), from each point's node (-1:
+    none), the nodes' components, classes and scores.
 
     ``known``, when given, maps instances of an earlier call (class, score, point count and
     coordinate sums) to their records: an instance with the same ones has the same points, so
@@ -251,15 +252,17 @@ def tile_instances(points: np.ndarray, node: np.ndarray, component: np.ndarray, 
     keys = list(zip(votes.argmax(1).tolist(), (score_sum / np.maximum(counts, 1)).tolist(), counts.tolist(),
                     *(np.bincount(instance[inside], weights=points[inside, j], minlength=len(ids)).tolist()
                       for j in range(3) if known is not None)))
-    records = []
+    records, previous = [], np.full(len(keys), -1, dtype=np.int64)
     for k, key in enumerate(keys):
         record = None if known is None else known.get(key)
+        if record is not None:
+            previous[k] = record.id
         records.append(instance_record(k, points[sort[starts[k]:starts[k + 1]]], key[0], key[1])
                        if record is None else replace(record, id=k))
     if known is not None:
         known.clear()
         known.update(zip(keys, records))
-    return instance, records
+    return instance, records, previous
 
 
 def stable_argsort(values: np.ndarray, bound: int) -> np.ndarray:

@@ -83,6 +83,7 @@ class MapProcessor:
         self.segmenter = Segmenter(config.segmenter)
         self.live = LiveSegmenter(self.segmenter, config.live)
         self.tracker = IdTracker(min_iou=config.id_match_iou)
+        self._tracked_call = -1  # the live segmenter's call whose instances the tracker holds
 
     def reconfigure(self, config: NodeConfig) -> None:
         """Apply run-time settings (``Segmenter.reconfigure`` refuses the read-only ones)."""
@@ -123,10 +124,15 @@ class MapProcessor:
         if len(cloud) == 0:
             raise MapRejected("no points" if n == 0 else f"all {n} points have non-finite x, y or z")
         lap("decode")
-        seg = (self.live if self.config.live.enabled else self.segmenter)(cloud.points, cloud.colors)
+        live = self.config.live.enabled
+        seg = (self.live if live else self.segmenter)(cloud.points, cloud.colors)
         timings.update((k, v) for k, v in seg.timings.items() if k != "total")
         t = time.perf_counter()
-        ids = self.tracker.update(cloud.points, seg.instance, seg.instances)
+        # Instances the live segmenter kept unchanged since the tracker's last map keep their ids.
+        same = ([int(self.live.previous_[i.id]) for i in seg.instances]
+                if live and self.live.calls_ == self._tracked_call + 1 else None)
+        ids = self.tracker.update(cloud.points, seg.instance, seg.instances, same)
+        self._tracked_call = self.live.calls_ if live else -1
         point_ids, instances = relabel(seg.instance, seg.instances, ids)
         lap("ids")
         cloud_msg = labeled_cloud(cloud.points, seg.semantic, point_ids, instances, msg.header)
