@@ -88,9 +88,22 @@ class _Windows:
         return self.voxels[self.starts[t]:self.starts[t + 1]]
 
 
-def tile_windows(centers_xy: np.ndarray, tile_size: float, overlap: float) -> _Windows:
+def tile_windows(centers_xy: np.ndarray, tile_size: float, overlap: float,
+                 runs: Optional[np.ndarray] = None) -> _Windows:
     """Tiles of edge ``tile_size`` anchored at the origin that hold a voxel centre in their core,
-    and the voxels within ``overlap`` of each core (a voxel's own core included)."""
+    and the voxels within ``overlap`` of each core (a voxel's own core included).
+
+    ``runs``, when given, are the first voxels of the runs of consecutive voxels that share
+    their xy centre (a column, as ``voxelize`` sorts them): the tiles are then found once per
+    column, which has several voxels, and the windows list each column's voxels."""
+    if runs is not None:
+        col = tile_windows(centers_xy[runs], tile_size, overlap)
+        sizes = np.diff(np.append(runs, len(centers_xy)))
+        lengths = sizes[col.voxels]
+        ends = np.cumsum(lengths)
+        first = np.repeat(runs[col.voxels] - (ends - lengths), lengths)
+        return _Windows(col.tiles, np.repeat(col.core, sizes), first + np.arange(len(first)),
+                        np.append(0, ends)[col.starts])
     cell = np.floor(centers_xy / tile_size).astype(np.int64)
     low = np.floor((centers_xy - overlap) / tile_size).astype(np.int64)
     span = np.floor((centers_xy + overlap) / tile_size).astype(np.int64) - low + 1
@@ -168,8 +181,9 @@ class LiveSegmenter:
         vox = voxelize(pts, None, seg.voxel_size)
         index = vox.coords + vox.origin
         keys = voxel_keys(index)
+        column = np.flatnonzero(np.diff(vox.coords[:, 0]) | np.diff(vox.coords[:, 1])) + 1
         win = tile_windows((index[:, :2] + 0.5) * seg.voxel_size, config.tile_size,
-                           seg.config.tile_overlap)
+                           seg.config.tile_overlap, np.append(0, column))
         cells = [(int(x), int(y)) for x, y in win.tiles]
         sizes = np.diff(win.starts)
         changed = np.array([cell not in last or _differ(last[cell].keys, keys[win.window(t)])
