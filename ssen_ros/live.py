@@ -186,8 +186,11 @@ class LiveSegmenter:
                            seg.config.tile_overlap, np.append(0, column))
         cells = [(int(x), int(y)) for x, y in win.tiles]
         sizes = np.diff(win.starts)
-        changed = np.array([cell not in last or _differ(last[cell].keys, keys[win.window(t)])
-                            > config.changed_voxels for t, cell in enumerate(cells)], dtype=bool)
+        # Where each window voxel is in its tile's last result (kept tiles reuse it to stitch).
+        lookups = [_lookup(last[cell].keys, keys[win.window(t)]) if cell in last else None
+                   for t, cell in enumerate(cells)]
+        changed = np.array([found is None or len(last[cell].keys) + sizes[t] - 2 * int(np.count_nonzero(found[1]))
+                            > config.changed_voxels for t, (cell, found) in enumerate(zip(cells, lookups))], dtype=bool)
         if sizes[changed].sum() > config.full_share * sizes.sum():
             changed[:] = True
         self.full_ = bool(changed.all())
@@ -207,10 +210,11 @@ class LiveSegmenter:
                     timings[stage] = timings.get(stage, 0.0) + seconds
             num_voxels += result.num_voxels
             num_foreground += result.num_foreground_voxels
-            self.tiles_[cells[t]] = _tile_result(result, keys[window], vox.inverse[idx], window)
+            self.tiles_[cells[t]], rank = _tile_result(result, keys[window], vox.inverse[idx], window)
+            lookups[t] = (rank, np.ones(len(window), dtype=bool))
         t_stitch = time.perf_counter()
         voxel_semantic = np.full(len(vox), -1, dtype=np.int64)
-        node, component, classes, scores = self._stitch(win, cells, keys, voxel_semantic)
+        node, component, classes, scores = self._stitch(win, cells, lookups, voxel_semantic)
         inst, records, self.previous_ = tile_instances(pts, node[vox.inverse], component, classes, scores,
                                                        seg.config.min_instance_points, self.records_)
         semantic[rows] = voxel_semantic[vox.inverse]
@@ -221,16 +225,16 @@ class LiveSegmenter:
         return Segmentation(semantic, instance, records, timings, num_voxels, num_foreground,
                             num_tiles=len(cells))
 
-    def _stitch(self, win: _Windows, cells: list, keys: np.ndarray, semantic: np.ndarray
+    def _stitch(self, win: _Windows, cells: list, lookups: list, semantic: np.ndarray
                 ) -> "tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]":
         """Each voxel's node (tile instance) after the border merges, the nodes' components,
-        classes and scores; fills ``semantic`` (per voxel) from the core tiles."""
-        node = np.full(len(keys), -1, dtype=np.int64)
+        classes and scores; fills ``semantic`` (per voxel) from the core tiles. ``lookups[t]``
+        is where tile t's window voxels are in its result, and which of them it holds."""
+        node = np.full(len(semantic), -1, dtype=np.int64)
         margin_idx, margin_node, margin_tile, node_tile, classes, scores = [], [], [], [], [], []
         for t, cell in enumerate(cells):
             result, window = self.tiles_[cell], win.window(t)
-            pos = np.minimum(np.searchsorted(result.keys, keys[window]), len(result.keys) - 1)
-            seen = result.keys[pos] == keys[window]
+            pos, seen = lookups[t]
             voxels, pos = window[seen], pos[seen]
             local = result.instance[pos]
             tile_node = np.where(local >= 0, local + len(node_tile), -1)
@@ -249,16 +253,17 @@ class LiveSegmenter:
         return node, component, np.concatenate(classes), np.concatenate(scores)
 
 
-def _differ(a: np.ndarray, b: np.ndarray) -> int:
-    """How many keys are in one of ``a`` (sorted) and ``b`` but not both (both distinct)."""
+def _lookup(a: np.ndarray, b: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+    """Where each of ``b`` is in ``a`` (sorted, not empty), and whether it is there. With both
+    distinct, ``len(a) + len(b) - 2 * found.sum()`` keys are in one but not both."""
     pos = np.minimum(np.searchsorted(a, b), len(a) - 1)
-    return len(a) + len(b) - 2 * int(np.count_nonzero(a[pos] == b))
+    return pos, a[pos] == b
 
 
 def _tile_result(result: Segmentation, window_keys: np.ndarray, point_voxel: np.ndarray,
-                 window: np.ndarray) -> TileResult:
+                 window: np.ndarray) -> "tuple[TileResult, np.ndarray]":
     """A tile's per-point result as per-voxel labels (a voxel's points share them), with its
-    instances renumbered 0..K-1, sorted by key."""
+    instances renumbered 0..K-1, sorted by key; and where each window voxel went in it."""
     local = np.full(int(window.max()) + 1, -1, dtype=np.int64)
     local[window] = np.arange(len(window))
     at = local[point_voxel]
@@ -270,6 +275,8 @@ def _tile_result(result: Segmentation, window_keys: np.ndarray, point_voxel: np.
     instance = np.full(len(window), -1, dtype=np.int32)
     instance[at] = renumber[result.instance]
     order = np.argsort(window_keys)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
     return TileResult(window_keys[order], semantic[order], instance[order],
                       np.array([r.class_id for r in result.instances], dtype=np.int64),
-                      np.array([r.score for r in result.instances], dtype=np.float64))
+                      np.array([r.score for r in result.instances], dtype=np.float64)), rank

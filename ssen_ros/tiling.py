@@ -246,15 +246,18 @@ def tile_instances(points: np.ndarray, node: np.ndarray, component: np.ndarray, 
     score_sum = np.bincount(instance[inside], weights=scores[node[inside]], minlength=len(ids))
     votes = np.bincount(instance[inside] * NUM_CLASSES + classes[node[inside]],
                         minlength=len(ids) * NUM_CLASSES).reshape(len(ids), NUM_CLASSES)
-    sort = np.flatnonzero(inside)
-    sort = sort[stable_argsort(instance[sort], len(ids))]
-    starts = np.searchsorted(instance[sort], np.arange(len(ids) + 1))
     keys = list(zip(votes.argmax(1).tolist(), (score_sum / np.maximum(counts, 1)).tolist(), counts.tolist(),
                     *(np.bincount(instance[inside], weights=points[inside, j], minlength=len(ids)).tolist()
                       for j in range(3) if known is not None)))
+    found = [None if known is None else known.get(key) for key in keys]
+    # The points of the instances whose records are made afresh, grouped by instance.
+    new = np.zeros(len(ids) + 1, dtype=bool)
+    new[[k for k, record in enumerate(found) if record is None]] = True
+    sort = np.flatnonzero(new[instance])  # instance -1 reads the last entry, False
+    sort = sort[stable_argsort(instance[sort], len(ids))]
+    starts = np.searchsorted(instance[sort], np.arange(len(ids) + 1))
     records, previous = [], np.full(len(keys), -1, dtype=np.int64)
-    for k, key in enumerate(keys):
-        record = None if known is None else known.get(key)
+    for k, (key, record) in enumerate(zip(keys, found)):
         if record is not None:
             previous[k] = record.id
         records.append(instance_record(k, points[sort[starts[k]:starts[k + 1]]], key[0], key[1])
