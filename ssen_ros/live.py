@@ -203,8 +203,8 @@ class LiveSegmenter:
             inside = np.zeros(len(vox), dtype=bool)
             inside[window] = True
             idx = np.flatnonzero(inside[vox.inverse])
-            # The per-tile entry point that segment_tiled uses too; these points are all in the crop.
-            result = seg._segment(pts[idx], None if cols is None else cols[idx], False, slice(None))
+            # As segment_tiled's tiles (records without geometry); these points are all in the crop.
+            result = seg._segment(pts[idx], None if cols is None else cols[idx], False, slice(None), False)
             for stage, seconds in result.timings.items():
                 if stage != "total":
                     timings[stage] = timings.get(stage, 0.0) + seconds

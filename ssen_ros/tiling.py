@@ -243,11 +243,13 @@ def tile_instances(points: np.ndarray, node: np.ndarray, component: np.ndarray, 
     instance = np.full(len(node), -1, dtype=np.int64)
     instance[labelled] = remap[comp[labelled]]
     inside = instance >= 0
-    score_sum = np.bincount(instance[inside], weights=scores[node[inside]], minlength=len(ids))
-    votes = np.bincount(instance[inside] * NUM_CLASSES + classes[node[inside]],
+    members, member_nodes = instance[inside], node[inside]
+    score_sum = np.bincount(members, weights=scores[member_nodes], minlength=len(ids))
+    votes = np.bincount(members * NUM_CLASSES + classes[member_nodes],
                         minlength=len(ids) * NUM_CLASSES).reshape(len(ids), NUM_CLASSES)
+    # Coordinate sums over all points, instance -1 in bin 0: no masked copy of each column.
     keys = list(zip(votes.argmax(1).tolist(), (score_sum / np.maximum(counts, 1)).tolist(), counts.tolist(),
-                    *(np.bincount(instance[inside], weights=points[inside, j], minlength=len(ids)).tolist()
+                    *(np.bincount(instance + 1, weights=points[:, j], minlength=len(ids) + 1)[1:].tolist()
                       for j in range(3) if known is not None)))
     found = [None if known is None else known.get(key) for key in keys]
     # The points of the instances whose records are made afresh, grouped by instance.

@@ -94,6 +94,18 @@ def test_each_voxel_has_one_core_tile_and_windows_reach_the_margin():
         assert len(win.window(t)) == inside.sum()  # no voxel listed twice
 
 
+def test_windows_found_per_voxel_column_equal_those_found_per_voxel():
+    rng = np.random.default_rng(1)
+    columns = rng.uniform(-3.3, 5.1, (500, 2))
+    heights = rng.integers(1, 9, len(columns))
+    xy = np.repeat(columns, heights, axis=0)  # consecutive voxels of a column share their xy
+    runs = np.append(0, np.cumsum(heights)[:-1])
+    a, b = tile_windows(xy, 2.0, 0.5), tile_windows(xy, 2.0, 0.5, runs)
+    assert np.array_equal(a.tiles, b.tiles) and np.array_equal(a.core, b.core)
+    assert np.array_equal(a.starts, b.starts)
+    assert all(np.array_equal(np.sort(a.window(t)), np.sort(b.window(t))) for t in range(len(a.tiles)))
+
+
 def test_the_node_in_live_mode_publishes_the_whole_map_with_stable_ids(room):
     pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup.sh for the ROS 2 wheels")
     from rclpy.serialization import serialize_message
