@@ -13,7 +13,8 @@ For each map:
 
 1. **Detect.** A tile re-runs when it has no result yet, or when the voxels of its window differ
    from those of its last run in more than ``changed_voxels`` (added plus removed; a region that
-   SLAM shifted by more than a voxel changes both). Each tile is compared with its own last run,
+   SLAM shifted by more than a voxel changes both). With ``change_margin`` below the margin,
+   only the voxels within ``change_margin`` of the tile's core count. Each tile is compared with its own last run,
    not with the last map, so small changes add up until they count. Changes inside occupied
    voxels (colour, more points) do not count.
 2. **Re-run** the changed tiles: both networks and the clustering on the points of their windows.
@@ -26,7 +27,7 @@ For each map:
    window are not labelled by that tile until it re-runs.
 
 So the result equals :meth:`LiveSegmenter.full` on the same map whenever every change is above
-the threshold (same tiles, same per-tile runs). Below it a kept tile keeps its last result with
+the threshold and ``change_margin`` covers the margin (same tiles, same per-tile runs). Below it a kept tile keeps its last result with
 its new voxels unlabelled, where a full run would segment the tile afresh; the clustering's
 sample makes such a re-run differ by more than those few voxels (``benchmarks/live.md``).
 The tiles differ from ``Segmenter``'s (it stretches its grid to each map's extent, with larger
@@ -189,8 +190,15 @@ class LiveSegmenter:
         # Where each window voxel is in its tile's last result (kept tiles reuse it to stitch).
         lookups = [_lookup(last[cell].keys, keys[win.window(t)]) if cell in last else None
                    for t, cell in enumerate(cells)]
-        changed = np.array([found is None or len(last[cell].keys) + sizes[t] - 2 * int(np.count_nonzero(found[1]))
-                            > config.changed_voxels for t, (cell, found) in enumerate(zip(cells, lookups))], dtype=bool)
+        margin = min(config.change_margin, seg.config.tile_overlap)
+        if margin < seg.config.tile_overlap:
+            counted = [None if found is None else _near_changes(last[cell].keys, found[1], index[win.window(t)], cell,
+                                                                config.tile_size, margin, seg.voxel_size)
+                       for t, (cell, found) in enumerate(zip(cells, lookups))]
+        else:  # the whole window
+            counted = [None if found is None else len(last[cell].keys) + sizes[t] - 2 * int(np.count_nonzero(found[1]))
+                       for t, (cell, found) in enumerate(zip(cells, lookups))]
+        changed = np.array([n is None or n > config.changed_voxels for n in counted], dtype=bool)
         if sizes[changed].sum() > config.full_share * sizes.sum():
             changed[:] = True
         self.full_ = bool(changed.all())
@@ -251,6 +259,29 @@ class LiveSegmenter:
                                np.concatenate(margin_node), np.concatenate(margin_tile),
                                np.asarray(node_tile, dtype=np.int64), len(cells), self.segmenter.background)
         return node, component, np.concatenate(classes), np.concatenate(scores)
+
+
+def _near(index_xy: np.ndarray, cell: "tuple[int, int]", tile_size: float, margin: float,
+          voxel_size: float) -> np.ndarray:
+    """Which voxels (absolute xy indices) have their centre within ``margin`` of the core of
+    tile ``cell``."""
+    xy = (index_xy + 0.5) * voxel_size
+    lo = np.array(cell) * tile_size - margin
+    return ((xy >= lo) & (xy < lo + tile_size + 2 * margin)).all(1)
+
+
+def _near_changes(last_keys: np.ndarray, found: np.ndarray, index: np.ndarray, cell: "tuple[int, int]",
+                  tile_size: float, margin: float, voxel_size: float) -> int:
+    """Voxels added or removed within ``margin`` of a tile's core, from its last result's keys,
+    which of its window's voxels (absolute indices ``index``) they hold, and the window."""
+    near = _near(index[:, :2], cell, tile_size, margin, voxel_size)
+    # The last voxels' xy from their keys: each axis wraps every 2**21 voxels, so it is read as
+    # an offset from a voxel just below the tile's window.
+    base = np.floor((np.array(cell) * tile_size - margin) / voxel_size).astype(np.int64) - 1
+    last_xy = np.stack([((last_keys >> (2 * _BITS)) - base[0]) & _MASK,
+                        ((last_keys >> _BITS) - base[1]) & _MASK], 1) + base
+    last_near = _near(last_xy, cell, tile_size, margin, voxel_size)
+    return int(np.count_nonzero(last_near)) + int(np.count_nonzero(near)) - 2 * int(np.count_nonzero(near & found))
 
 
 def _lookup(a: np.ndarray, b: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
