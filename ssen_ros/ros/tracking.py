@@ -49,11 +49,11 @@ def instance_cells(points: np.ndarray, point_instance: np.ndarray, cell: float) 
     """Sorted distinct codes ``key << OWNER_BITS | instance`` of the cells each instance
     (``point_instance >= 0``) occupies. One int64 per (cell, instance) pair keeps the dedup a
     plain integer sort."""
-    inside = point_instance >= 0
+    inside = np.flatnonzero(point_instance >= 0)  # indices: cheaper than a mask when few are
     owners = np.asarray(point_instance[inside], dtype=np.int64)
     if len(owners) and owners.max() > _OWNER_MASK:
         raise ValueError(f"instance id {owners.max()} needs more than {OWNER_BITS} bits")
-    return _distinct(np.sort((cell_keys(points[inside], cell) << OWNER_BITS) | owners))
+    return _distinct(np.sort((cell_keys(np.asarray(points)[inside], cell) << OWNER_BITS) | owners))
 
 
 def code_owners(codes: np.ndarray) -> np.ndarray:
