@@ -95,7 +95,8 @@ def voxelize(points: np.ndarray, features: "np.ndarray | None" = None,
     if (extent > _MAX_EXTENT).any():
         raise ValueError(f"cloud spans {extent.astype(np.int64).tolist()} voxels of {voxel_size} m; at most "
                          f"{_MAX_EXTENT} per axis are supported: crop it or use larger voxels")
-    rel = np.floor(np.divide(points, voxel_size, dtype=np.float64)).astype(np.int64)
+    scaled = np.divide(points, voxel_size, dtype=np.float64)
+    rel = np.floor(scaled, out=scaled).astype(np.int64)
     rel -= origin.astype(np.int64)
 
     # Each axis takes the bits its extent needs; when the point's index fits beside them, one
@@ -103,7 +104,9 @@ def voxelize(points: np.ndarray, features: "np.ndarray | None" = None,
     # argsort), else argsort of the keys.
     bits = [max(int(e) - 1, 1).bit_length() for e in extent]
     index_bits = max(n - 1, 1).bit_length()
-    keys = (rel[:, 0] << (bits[1] + bits[2])) | (rel[:, 1] << bits[2]) | rel[:, 2]
+    keys = rel[:, 0] << (bits[1] + bits[2])
+    keys |= rel[:, 1] << bits[2]
+    keys |= rel[:, 2]
     if sum(bits) + index_bits <= 63:
         keys <<= index_bits
         keys |= np.arange(n, dtype=np.int64)
@@ -118,7 +121,9 @@ def voxelize(points: np.ndarray, features: "np.ndarray | None" = None,
     np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = np.cumsum(first) - 1
+    rank = np.cumsum(first)
+    rank -= 1
+    inverse[order] = rank
     counts = np.diff(np.append(starts, n))
 
     unique_keys = sorted_keys[starts]
