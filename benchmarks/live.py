@@ -188,7 +188,8 @@ def compare(segmenter, config, versions: list[Version], change_margin: float = 0
             t_near = time.perf_counter() - t0
             narrow_rows.append(
                 f"| {v.name} | {len(narrow.changed_)} / {near.num_tiles}{' (full)' if narrow.full_ else ''} | "
-                f"{t_near:.2f} | **{t_near / t_plain:.0%}** | {against(near, same_tiles):.4f} | {labels_ap(near, v):.4f} |")
+                f"{t_near:.2f} | **{t_near / t_plain:.0%}** | {against(near, same_tiles):.4f} | "
+                f"{labels_ap(near, v):.4f} |")
             print(narrow_rows[-1], flush=True)
         rows.append(
             f"| {v.name} | {len(v.points):,} | {changed} / {tiles}{' (full)' if full_flag else ''} | {share} | "

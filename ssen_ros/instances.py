@@ -101,8 +101,9 @@ def make_instances(points: np.ndarray, point_instance: np.ndarray, voxel_instanc
     starts = np.searchsorted(point_instance[order], np.arange(num + 1))
     if not geometry:
         zero = (0.0, 0.0, 0.0)
-        return [Instance(k, int(classes[k]), CLASS_NAMES[classes[k]], float(scores[k]), int(starts[k + 1] - starts[k]),
-                         zero, zero, zero, zero, 0.0, zero) for k in range(num) if starts[k + 1] > starts[k]]
+        return [Instance(k, int(classes[k]), CLASS_NAMES[classes[k]], float(scores[k]),
+                         int(starts[k + 1] - starts[k]), zero, zero, zero, zero, 0.0, zero)
+                for k in range(num) if starts[k + 1] > starts[k]]
     return [instance_record(k, points[order[starts[k]:starts[k + 1]]], int(classes[k]), float(scores[k]))
             for k in range(num) if starts[k + 1] > starts[k]]
 

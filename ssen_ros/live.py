@@ -14,9 +14,9 @@ For each map:
 1. **Detect.** A tile re-runs when it has no result yet, or when the voxels of its window differ
    from those of its last run in more than ``changed_voxels`` (added plus removed; a region that
    SLAM shifted by more than a voxel changes both). With ``change_margin`` below the margin,
-   only the voxels within ``change_margin`` of the tile's core count. Each tile is compared with its own last run,
-   not with the last map, so small changes add up until they count. Changes inside occupied
-   voxels (colour, more points) do not count.
+   only the voxels within ``change_margin`` of the tile's core count. Each tile is compared with
+   its own last run, not with the last map, so small changes add up until they count. Changes
+   inside occupied voxels (colour, more points) do not count.
 2. **Re-run** the changed tiles: both networks and the clustering on the points of their windows.
    When they hold more than ``full_share`` of all windows' voxels, every tile re-runs.
 3. **Stitch** every tile, re-run or kept, as the tiling does: a voxel takes its labels from its
@@ -27,9 +27,10 @@ For each map:
    window are not labelled by that tile until it re-runs.
 
 So the result equals :meth:`LiveSegmenter.full` on the same map whenever every change is above
-the threshold and ``change_margin`` covers the margin (same tiles, same per-tile runs). Below it a kept tile keeps its last result with
-its new voxels unlabelled, where a full run would segment the tile afresh; the clustering's
-sample makes such a re-run differ by more than those few voxels (``benchmarks/live.md``).
+the threshold and ``change_margin`` covers the margin (same tiles, same per-tile runs). Below it a
+kept tile keeps its last result with its new voxels unlabelled, where a full run would segment
+the tile afresh; the clustering's sample makes such a re-run differ by more than those few
+voxels (``benchmarks/live.md``).
 The tiles differ from ``Segmenter``'s (it stretches its grid to each map's extent, with larger
 tiles by default), so a full ``Segmenter`` run differs from both.
 Stable ids across maps are the node's ``ros.tracking``, as without live mode; ``previous_`` tells
@@ -192,11 +193,13 @@ class LiveSegmenter:
                    for t, cell in enumerate(cells)]
         margin = min(config.change_margin, seg.config.tile_overlap)
         if margin < seg.config.tile_overlap:
-            counted = [None if found is None else _near_changes(last[cell].keys, found[1], index[win.window(t)], cell,
-                                                                config.tile_size, margin, seg.voxel_size)
+            counted = [None if found is None else
+                       _near_changes(last[cell].keys, found[1], index[win.window(t)], cell,
+                                     config.tile_size, margin, seg.voxel_size)
                        for t, (cell, found) in enumerate(zip(cells, lookups))]
         else:  # the whole window
-            counted = [None if found is None else len(last[cell].keys) + sizes[t] - 2 * int(np.count_nonzero(found[1]))
+            counted = [None if found is None else
+                       len(last[cell].keys) + sizes[t] - 2 * int(np.count_nonzero(found[1]))
                        for t, (cell, found) in enumerate(zip(cells, lookups))]
         changed = np.array([n is None or n > config.changed_voxels for n in counted], dtype=bool)
         if sizes[changed].sum() > config.full_share * sizes.sum():
@@ -223,8 +226,8 @@ class LiveSegmenter:
         t_stitch = time.perf_counter()
         voxel_semantic = np.full(len(vox), -1, dtype=np.int64)
         node, component, classes, scores = self._stitch(win, cells, lookups, voxel_semantic)
-        inst, records, self.previous_ = tile_instances(pts, node[vox.inverse], component, classes, scores,
-                                                       seg.config.min_instance_points, self.records_)
+        inst, records, self.previous_ = tile_instances(
+            pts, node[vox.inverse], component, classes, scores, seg.config.min_instance_points, self.records_)
         semantic[rows] = voxel_semantic[vox.inverse]
         instance[rows] = inst
         timings["stitch"] = time.perf_counter() - t_stitch

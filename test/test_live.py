@@ -102,7 +102,8 @@ def test_change_margin_keeps_a_neighbour_whose_outer_margin_alone_changed(segmen
     # neighbour's 0.5 m margin but beyond 0.2 m of the neighbour's core.
     cx, cy = next(c for c in sorted(live.tiles_) if (c[0] - 1, c[1]) in live.tiles_)
     box = np.random.default_rng(0).uniform(-0.05, 0.05, (300, 3)) + [cx * TILE + 0.35, cy * TILE + 0.75, 1.0]
-    grown = np.concatenate([points, box.astype(np.float32)]), np.concatenate([colors, np.full((300, 3), 90, np.uint8)])
+    grown = (np.concatenate([points, box.astype(np.float32)]),
+             np.concatenate([colors, np.full((300, 3), 90, np.uint8)]))
     runs = {}
     for margin in (1.0, 0.2):
         live = LiveSegmenter(segmenter, replace(live.config, change_margin=margin))
