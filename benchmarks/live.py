@@ -119,6 +119,17 @@ def exploration(rooms: list[Version], start: int, shift: float, chair_move: floa
     return versions
 
 
+def per_class_ids(semantic: np.ndarray, instance: np.ndarray) -> np.ndarray:
+    """Instance ids renumbered 0.. within each class: the evaluator's ground-truth ids must stay
+    below 999 (``label * 1000 + id``), and a house holds more instances than that."""
+    out = np.full(len(instance), -1, dtype=np.int64)
+    has = instance >= 0
+    pairs, inverse = np.unique(np.stack([semantic[has], instance[has]], 1), axis=0, return_inverse=True)
+    first = np.searchsorted(pairs[:, 0], pairs[:, 0])  # the pairs are sorted by class first
+    out[has] = (np.arange(len(pairs)) - first)[inverse.reshape(-1)]
+    return out
+
+
 def against(result, reference) -> float:
     """ScanNet AP of ``result`` with ``reference``'s instances (and their classes) as ground truth."""
     from ssen_ros.evaluate import evaluate_scenes
@@ -128,7 +139,7 @@ def against(result, reference) -> float:
     for record in reference.instances:
         classes[record.id] = record.class_id
     truth = np.where(reference.instance >= 0, classes[reference.instance], -1)
-    return evaluate_scenes([(truth, reference.instance, predictions(result))]).mean_ap
+    return evaluate_scenes([(truth, per_class_ids(truth, reference.instance), predictions(result))]).mean_ap
 
 
 def labels_ap(result, version: Version) -> float:
@@ -136,7 +147,8 @@ def labels_ap(result, version: Version) -> float:
     from ssen_ros.evaluate import evaluate_scenes
     from ssen_ros.scoring import predictions
 
-    return evaluate_scenes([(version.semantic, version.instance, predictions(result))]).mean_ap
+    ids = per_class_ids(version.semantic, version.instance)
+    return evaluate_scenes([(version.semantic, ids, predictions(result))]).mean_ap
 
 
 def cache_mb(live) -> float:

@@ -117,17 +117,17 @@ def labeled_cloud(points: np.ndarray, semantic: np.ndarray, point_ids: np.ndarra
     table = table.astype(np.uint32)
     packed = np.uint32(255 << 24) | (table[:, 0] << 16) | (table[:, 1] << 8) | table[:, 2]
     scores = np.concatenate([np.zeros(1 + len(CLASS_COLORS)), own_scores]).astype("<f4")
-    step = 4 * len(LABELED_FIELDS)
-    data = array.array("B", bytes(1)) * (n * step)
-    columns = np.frombuffer(data, dtype="<u4").reshape(n, len(LABELED_FIELDS)) if n else np.zeros((0, 7), "<u4")
+    width = len(LABELED_FIELDS)
+    data = array.array("B", bytes(1)) * (n * 4 * width)
+    columns = np.frombuffer(data, dtype="<u4").reshape(n, width) if n else np.zeros((0, width), "<u4")
     floats, ints = columns.view("<f4"), columns.view("<i4")
     floats[:, :3] = points
     columns[:, 3] = packed[row]
     ints[:, 4] = semantic
     ints[:, 5] = point_ids
     floats[:, 6] = scores[row]
-    del columns, floats, ints  # views of ``data``: an array that is exported cannot be resized
-    parts = PointCloud2Parts(LABELED_FIELDS, 1, n, step, step * n, False, True, data)
+    del columns, floats, ints  # while views of ``data`` live, it cannot be resized
+    parts = PointCloud2Parts(LABELED_FIELDS, 1, n, 4 * width, 4 * width * n, False, True, data)
     return pointcloud2_message(parts, header)
 
 

@@ -16,7 +16,7 @@ from ssen_ros.config import NodeConfig
 from ssen_ros.features import NO_COLOUR
 from ssen_ros.instances import Instance
 from ssen_ros.io import CloudFormatError
-from ssen_ros.io.cdr import CdrError, SerializedCloud, read_pointcloud2
+from ssen_ros.io.cdr import SerializedCloud, read_pointcloud2
 from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
 from ssen_ros.live import LiveSegmenter
 from ssen_ros.ros.convert import labeled_cloud
@@ -105,7 +105,7 @@ class MapProcessor:
             header = Header(frame_id=msg.header.frame_id)
             header.stamp.sec, header.stamp.nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
             msg.header = header
-        except (CdrError, ValueError, AssertionError):  # e.g. a stamp out of range for a Header
+        except ValueError:  # CdrError, or a frame id that is not UTF-8
             msg = deserialize_message(raw, PointCloud2)
         where = map_name(msg.header)
         try:
