@@ -197,6 +197,12 @@ class LiveConfig:
     many, added or removed, keeps its result, so a few voxels of noise force no re-run. Keep it
     below the smallest instance (``cluster.min_cluster_size`` at the voxel size), so that no
     object can appear or vanish unseen."""
+    change_margin: float = setting(1.0, range=(0.0, 100.0))
+    """How far in metres around its core a tile counts changes: a changed voxel further out, in
+    the outer part of the tile's margin, does not make it re-run. At ``segmenter.tile_overlap``
+    or more (the whole margin: the default) the result equals a full run's on the same tiles;
+    less re-runs fewer tiles around a change, and a kept tile then labels nothing it has not
+    seen and its border merges use its last view of that outer band."""
     full_share: float = setting(0.5, range=(0.0, 1.0))
     """When the tiles to re-run hold more than this share of all tiles' voxels, every tile is
     re-run (a full run), as after a loop closure that moved most of the map."""

@@ -74,12 +74,14 @@ def footprint_rectangle(xy: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
 
 def make_instances(points: np.ndarray, point_instance: np.ndarray, voxel_instance: np.ndarray,
                    voxel_probs: np.ndarray, voxel_area: float = 0.0,
-                   half_area: float = 0.0) -> list[Instance]:
+                   half_area: float = 0.0, geometry: bool = True) -> list[Instance]:
     """Records for clusters 0..K-1.
 
     ``points`` (N,3) and ``point_instance`` (N,) give the geometry; ``voxel_instance`` (M,) and
     the semantic softmax ``voxel_probs`` (M, C) give class and score; a cluster of area
     ``half_area`` (m^2, voxel count x ``voxel_area``) has its score halved (0: no size factor).
+    ``geometry=False`` leaves centroid, boxes and yaw zero (for tiles, whose records the
+    stitch remakes from the whole map's points: only id, class, score and point count are read).
     """
     num = int(max(point_instance.max(initial=-1), voxel_instance.max(initial=-1))) + 1
     num_classes = voxel_probs.shape[1]
@@ -97,6 +99,11 @@ def make_instances(points: np.ndarray, point_instance: np.ndarray, voxel_instanc
     members = np.flatnonzero(point_instance >= 0)
     order = members[np.argsort(point_instance[members], kind="stable")]
     starts = np.searchsorted(point_instance[order], np.arange(num + 1))
+    if not geometry:
+        zero = (0.0, 0.0, 0.0)
+        return [Instance(k, int(classes[k]), CLASS_NAMES[classes[k]], float(scores[k]),
+                         int(starts[k + 1] - starts[k]), zero, zero, zero, zero, 0.0, zero)
+                for k in range(num) if starts[k + 1] > starts[k]]
     return [instance_record(k, points[order[starts[k]:starts[k + 1]]], int(classes[k]), float(scores[k]))
             for k in range(num) if starts[k + 1] > starts[k]]
 

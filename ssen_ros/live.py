@@ -13,9 +13,10 @@ For each map:
 
 1. **Detect.** A tile re-runs when it has no result yet, or when the voxels of its window differ
    from those of its last run in more than ``changed_voxels`` (added plus removed; a region that
-   SLAM shifted by more than a voxel changes both). Each tile is compared with its own last run,
-   not with the last map, so small changes add up until they count. Changes inside occupied
-   voxels (colour, more points) do not count.
+   SLAM shifted by more than a voxel changes both). With ``change_margin`` below the margin,
+   only the voxels within ``change_margin`` of the tile's core count. Each tile is compared with
+   its own last run, not with the last map, so small changes add up until they count. Changes
+   inside occupied voxels (colour, more points) do not count.
 2. **Re-run** the changed tiles: both networks and the clustering on the points of their windows.
    When they hold more than ``full_share`` of all windows' voxels, every tile re-runs.
 3. **Stitch** every tile, re-run or kept, as the tiling does: a voxel takes its labels from its
@@ -26,12 +27,14 @@ For each map:
    window are not labelled by that tile until it re-runs.
 
 So the result equals :meth:`LiveSegmenter.full` on the same map whenever every change is above
-the threshold (same tiles, same per-tile runs). Below it a kept tile keeps its last result with
-its new voxels unlabelled, where a full run would segment the tile afresh; the clustering's
-sample makes such a re-run differ by more than those few voxels (``benchmarks/live.md``).
+the threshold and ``change_margin`` covers the margin (same tiles, same per-tile runs). Below it a
+kept tile keeps its last result with its new voxels unlabelled, where a full run would segment
+the tile afresh; the clustering's sample makes such a re-run differ by more than those few
+voxels (``benchmarks/live.md``).
 The tiles differ from ``Segmenter``'s (it stretches its grid to each map's extent, with larger
 tiles by default), so a full ``Segmenter`` run differs from both.
-Stable ids across maps are the node's ``ros.tracking``, as without live mode.
+Stable ids across maps are the node's ``ros.tracking``, as without live mode; ``previous_`` tells
+it which instances are unchanged, so that only the others are matched.
 """
 from __future__ import annotations
 
@@ -87,9 +90,22 @@ class _Windows:
         return self.voxels[self.starts[t]:self.starts[t + 1]]
 
 
-def tile_windows(centers_xy: np.ndarray, tile_size: float, overlap: float) -> _Windows:
+def tile_windows(centers_xy: np.ndarray, tile_size: float, overlap: float,
+                 runs: Optional[np.ndarray] = None) -> _Windows:
     """Tiles of edge ``tile_size`` anchored at the origin that hold a voxel centre in their core,
-    and the voxels within ``overlap`` of each core (a voxel's own core included)."""
+    and the voxels within ``overlap`` of each core (a voxel's own core included).
+
+    ``runs``, when given, are the first voxels of the runs of consecutive voxels that share
+    their xy centre (a column, as ``voxelize`` sorts them): the tiles are then found once per
+    column, which has several voxels, and the windows list each column's voxels."""
+    if runs is not None:
+        col = tile_windows(centers_xy[runs], tile_size, overlap)
+        sizes = np.diff(np.append(runs, len(centers_xy)))
+        lengths = sizes[col.voxels]
+        ends = np.cumsum(lengths)
+        first = np.repeat(runs[col.voxels] - (ends - lengths), lengths)
+        return _Windows(col.tiles, np.repeat(col.core, sizes), first + np.arange(len(first)),
+                        np.append(0, ends)[col.starts])
     cell = np.floor(centers_xy / tile_size).astype(np.int64)
     low = np.floor((centers_xy - overlap) / tile_size).astype(np.int64)
     span = np.floor((centers_xy + overlap) / tile_size).astype(np.int64) - low + 1
@@ -123,12 +139,15 @@ class LiveSegmenter:
     versions of one map, re-running only the tiles that changed (module docstring).
 
     After a call, ``tiles_`` maps each tile's cell (ix, iy) to its :class:`TileResult`,
-    ``changed_`` lists the cells that re-ran, ``full_`` says whether every tile did, and
-    ``records_`` holds the instance records for reuse (``tiling.tile_instances``)."""
+    ``changed_`` lists the cells that re-ran, ``full_`` says whether every tile did,
+    ``records_`` holds the instance records for reuse (``tiling.tile_instances``), ``previous_``
+    gives per instance id the id that an instance with exactly the same points had in the call
+    before (-1: none), and ``calls_`` counts the calls that returned."""
 
     def __init__(self, segmenter: Segmenter, config: LiveConfig = LiveConfig()):
         self.segmenter = segmenter
         self.config = config
+        self.calls_ = 0
 
     def reset(self) -> None:
         """Forget every tile's result, so the next call is a full run (needed when the
@@ -158,16 +177,31 @@ class LiveSegmenter:
         instance = np.full(len(points), -1, dtype=np.int64)
         if len(pts) == 0:
             self.tiles_, self.changed_, self.full_ = {}, [], True
+            self.records_, self.previous_ = {}, np.zeros(0, dtype=np.int64)
+            self.calls_ += 1
             return Segmentation(semantic, instance, [], {"total": time.perf_counter() - t_start}, num_tiles=0)
         vox = voxelize(pts, None, seg.voxel_size)
         index = vox.coords + vox.origin
         keys = voxel_keys(index)
+        column = np.flatnonzero(np.diff(vox.coords[:, 0]) | np.diff(vox.coords[:, 1])) + 1
         win = tile_windows((index[:, :2] + 0.5) * seg.voxel_size, config.tile_size,
-                           seg.config.tile_overlap)
+                           seg.config.tile_overlap, np.append(0, column))
         cells = [(int(x), int(y)) for x, y in win.tiles]
         sizes = np.diff(win.starts)
-        changed = np.array([cell not in last or _differ(last[cell].keys, keys[win.window(t)])
-                            > config.changed_voxels for t, cell in enumerate(cells)], dtype=bool)
+        # Where each window voxel is in its tile's last result (kept tiles reuse it to stitch).
+        lookups = [_lookup(last[cell].keys, keys[win.window(t)]) if cell in last else None
+                   for t, cell in enumerate(cells)]
+        margin = min(config.change_margin, seg.config.tile_overlap)
+        if margin < seg.config.tile_overlap:
+            counted = [None if found is None else
+                       _near_changes(last[cell].keys, found[1], index[win.window(t)], cell,
+                                     config.tile_size, margin, seg.voxel_size)
+                       for t, (cell, found) in enumerate(zip(cells, lookups))]
+        else:  # the whole window
+            counted = [None if found is None else
+                       len(last[cell].keys) + sizes[t] - 2 * int(np.count_nonzero(found[1]))
+                       for t, (cell, found) in enumerate(zip(cells, lookups))]
+        changed = np.array([n is None or n > config.changed_voxels for n in counted], dtype=bool)
         if sizes[changed].sum() > config.full_share * sizes.sum():
             changed[:] = True
         self.full_ = bool(changed.all())
@@ -180,36 +214,38 @@ class LiveSegmenter:
             inside = np.zeros(len(vox), dtype=bool)
             inside[window] = True
             idx = np.flatnonzero(inside[vox.inverse])
-            # The per-tile entry point that segment_tiled uses too; these points are all in the crop.
-            result = seg._segment(pts[idx], None if cols is None else cols[idx], False, slice(None))
+            # As segment_tiled's tiles (records without geometry); these points are all in the crop.
+            result = seg._segment(pts[idx], None if cols is None else cols[idx], False, slice(None), False)
             for stage, seconds in result.timings.items():
                 if stage != "total":
                     timings[stage] = timings.get(stage, 0.0) + seconds
             num_voxels += result.num_voxels
             num_foreground += result.num_foreground_voxels
-            self.tiles_[cells[t]] = _tile_result(result, keys[window], vox.inverse[idx], window)
+            self.tiles_[cells[t]], rank = _tile_result(result, keys[window], vox.inverse[idx], window)
+            lookups[t] = (rank, np.ones(len(window), dtype=bool))
         t_stitch = time.perf_counter()
         voxel_semantic = np.full(len(vox), -1, dtype=np.int64)
-        node, component, classes, scores = self._stitch(win, cells, keys, voxel_semantic)
-        inst, records = tile_instances(pts, node[vox.inverse], component, classes, scores,
-                                       seg.config.min_instance_points, self.records_)
+        node, component, classes, scores = self._stitch(win, cells, lookups, voxel_semantic)
+        inst, records, self.previous_ = tile_instances(
+            pts, node[vox.inverse], component, classes, scores, seg.config.min_instance_points, self.records_)
         semantic[rows] = voxel_semantic[vox.inverse]
         instance[rows] = inst
         timings["stitch"] = time.perf_counter() - t_stitch
         timings["total"] = time.perf_counter() - t_start
+        self.calls_ += 1
         return Segmentation(semantic, instance, records, timings, num_voxels, num_foreground,
                             num_tiles=len(cells))
 
-    def _stitch(self, win: _Windows, cells: list, keys: np.ndarray, semantic: np.ndarray
+    def _stitch(self, win: _Windows, cells: list, lookups: list, semantic: np.ndarray
                 ) -> "tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]":
         """Each voxel's node (tile instance) after the border merges, the nodes' components,
-        classes and scores; fills ``semantic`` (per voxel) from the core tiles."""
-        node = np.full(len(keys), -1, dtype=np.int64)
+        classes and scores; fills ``semantic`` (per voxel) from the core tiles. ``lookups[t]``
+        is where tile t's window voxels are in its result, and which of them it holds."""
+        node = np.full(len(semantic), -1, dtype=np.int64)
         margin_idx, margin_node, margin_tile, node_tile, classes, scores = [], [], [], [], [], []
         for t, cell in enumerate(cells):
             result, window = self.tiles_[cell], win.window(t)
-            pos = np.minimum(np.searchsorted(result.keys, keys[window]), len(result.keys) - 1)
-            seen = result.keys[pos] == keys[window]
+            pos, seen = lookups[t]
             voxels, pos = window[seen], pos[seen]
             local = result.instance[pos]
             tile_node = np.where(local >= 0, local + len(node_tile), -1)
@@ -228,16 +264,40 @@ class LiveSegmenter:
         return node, component, np.concatenate(classes), np.concatenate(scores)
 
 
-def _differ(a: np.ndarray, b: np.ndarray) -> int:
-    """How many keys are in one of ``a`` (sorted) and ``b`` but not both (both distinct)."""
+def _near(index_xy: np.ndarray, cell: "tuple[int, int]", tile_size: float, margin: float,
+          voxel_size: float) -> np.ndarray:
+    """Which voxels (absolute xy indices) have their centre within ``margin`` of the core of
+    tile ``cell``."""
+    xy = (index_xy + 0.5) * voxel_size
+    lo = np.array(cell) * tile_size - margin
+    return ((xy >= lo) & (xy < lo + tile_size + 2 * margin)).all(1)
+
+
+def _near_changes(last_keys: np.ndarray, found: np.ndarray, index: np.ndarray, cell: "tuple[int, int]",
+                  tile_size: float, margin: float, voxel_size: float) -> int:
+    """Voxels added or removed within ``margin`` of a tile's core, from its last result's keys,
+    which of its window's voxels (absolute indices ``index``) they hold, and the window."""
+    near = _near(index[:, :2], cell, tile_size, margin, voxel_size)
+    # The last voxels' xy from their keys: each axis wraps every 2**21 voxels, so it is read as
+    # an offset from a voxel just below the tile's window.
+    base = np.floor((np.array(cell) * tile_size - margin) / voxel_size).astype(np.int64) - 1
+    last_xy = np.stack([((last_keys >> (2 * _BITS)) - base[0]) & _MASK,
+                        ((last_keys >> _BITS) - base[1]) & _MASK], 1) + base
+    last_near = _near(last_xy, cell, tile_size, margin, voxel_size)
+    return int(np.count_nonzero(last_near)) + int(np.count_nonzero(near)) - 2 * int(np.count_nonzero(near & found))
+
+
+def _lookup(a: np.ndarray, b: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+    """Where each of ``b`` is in ``a`` (sorted, not empty), and whether it is there. With both
+    distinct, ``len(a) + len(b) - 2 * found.sum()`` keys are in one but not both."""
     pos = np.minimum(np.searchsorted(a, b), len(a) - 1)
-    return len(a) + len(b) - 2 * int(np.count_nonzero(a[pos] == b))
+    return pos, a[pos] == b
 
 
 def _tile_result(result: Segmentation, window_keys: np.ndarray, point_voxel: np.ndarray,
-                 window: np.ndarray) -> TileResult:
+                 window: np.ndarray) -> "tuple[TileResult, np.ndarray]":
     """A tile's per-point result as per-voxel labels (a voxel's points share them), with its
-    instances renumbered 0..K-1, sorted by key."""
+    instances renumbered 0..K-1, sorted by key; and where each window voxel went in it."""
     local = np.full(int(window.max()) + 1, -1, dtype=np.int64)
     local[window] = np.arange(len(window))
     at = local[point_voxel]
@@ -249,6 +309,8 @@ def _tile_result(result: Segmentation, window_keys: np.ndarray, point_voxel: np.
     instance = np.full(len(window), -1, dtype=np.int32)
     instance[at] = renumber[result.instance]
     order = np.argsort(window_keys)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
     return TileResult(window_keys[order], semantic[order], instance[order],
                       np.array([r.class_id for r in result.instances], dtype=np.int64),
-                      np.array([r.score for r in result.instances], dtype=np.float64))
+                      np.array([r.score for r in result.instances], dtype=np.float64)), rank

@@ -99,7 +99,7 @@ class Segmenter:
         if grid is None:
             result = self._segment(points, colors, progress, rows)
         else:
-            result = segment_tiled(self._segment, points, colors, grid, self.background,
+            result = segment_tiled(self.segment_tile, points, colors, grid, self.background,
                                    self.config.min_instance_points, progress)
         result.num_beyond_limit = self._beyond_limit(points, rows)
         result.timings["total"] = time.perf_counter() - t_start
@@ -115,10 +115,16 @@ class Segmenter:
             raise SegmenterError(f"{n} points exceed max_points={self.config.max_points}")
         return self._rows(points)
 
+    def segment_tile(self, points: np.ndarray, colors: Optional[np.ndarray] = None) -> Segmentation:
+        """One tile through every stage, its instance records without geometry (the tiling
+        remakes them from the whole map's points)."""
+        return self._segment(points, colors, geometry=False)
+
     def _segment(self, points: np.ndarray, colors: Optional[np.ndarray] = None,
-                 progress: bool = False, rows: "np.ndarray | slice | None" = None) -> Segmentation:
+                 progress: bool = False, rows: "np.ndarray | slice | None" = None,
+                 geometry: bool = True) -> Segmentation:
         """One cloud (or tile) through every stage; ``rows`` is :meth:`_rows` of the points when
-        the caller has it."""
+        the caller has it; ``geometry=False``: records without boxes (``make_instances``)."""
         from tqdm import tqdm
 
         timings: dict[str, float] = {}
@@ -164,7 +170,7 @@ class Segmenter:
         with stage("instances"):
             point_instance = voxel_instance[vox.inverse]
             records = make_instances(pts, point_instance, voxel_instance, probs, self.voxel_size ** 2,
-                                     self.config.score_half_area)
+                                     self.config.score_half_area, geometry)
             small = [r.id for r in records if r.point_count < self.config.min_instance_points]
             point_instance[np.isin(point_instance, small)] = -1
             records = [r for r in records if r.id not in small]

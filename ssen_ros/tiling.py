@@ -165,8 +165,8 @@ def segment_tiled(segment: SegmentFn, points: np.ndarray, colors: Optional[np.nd
                              for v in (margin_idx, margin_node, margin_tile))
     component = join_tiles(semantic, node, core, m_idx, m_node, m_tile,
                            np.asarray(node_tile, np.int64), len(grid), background)
-    instance, records = tile_instances(points, node, component, classes,
-                                       np.asarray(node_score, dtype=np.float64), min_instance_points)
+    instance, records, _ = tile_instances(points, node, component, classes,
+                                          np.asarray(node_score, dtype=np.float64), min_instance_points)
     timings["stitch"] = time.perf_counter() - t_stitch
     timings["total"] = time.perf_counter() - t_start
     return Segmentation(semantic, instance, records, timings, num_voxels, num_foreground,
@@ -222,9 +222,10 @@ def _merge(core_node: np.ndarray, core_tile: np.ndarray, margin_node: np.ndarray
 
 def tile_instances(points: np.ndarray, node: np.ndarray, component: np.ndarray, classes: np.ndarray,
                    scores: np.ndarray, min_points: int, known: Optional[dict] = None
-                   ) -> "tuple[np.ndarray, list]":
-    """Per-point instance ids 0.. by decreasing size, and their records, from each point's
-    node (-1: none), the nodes' components, classes and scores.
+                   ) -> "tuple[np.ndarray, list, np.ndarray]":
+    """Per-point instance ids 0.. by decreasing size, their records, and per instance the id it
+    had in the call that filled ``known`` (-1: new or changed), from each point's node (-1:
+    none), the nodes' components, classes and scores.
 
     ``known``, when given, maps instances of an earlier call (class, score, point count and
     coordinate sums) to their records: an instance with the same ones has the same points, so
@@ -242,24 +243,31 @@ def tile_instances(points: np.ndarray, node: np.ndarray, component: np.ndarray, 
     instance = np.full(len(node), -1, dtype=np.int64)
     instance[labelled] = remap[comp[labelled]]
     inside = instance >= 0
-    score_sum = np.bincount(instance[inside], weights=scores[node[inside]], minlength=len(ids))
-    votes = np.bincount(instance[inside] * NUM_CLASSES + classes[node[inside]],
+    members, member_nodes = instance[inside], node[inside]
+    score_sum = np.bincount(members, weights=scores[member_nodes], minlength=len(ids))
+    votes = np.bincount(members * NUM_CLASSES + classes[member_nodes],
                         minlength=len(ids) * NUM_CLASSES).reshape(len(ids), NUM_CLASSES)
-    sort = np.flatnonzero(inside)
+    # Coordinate sums over all points, instance -1 in bin 0: no masked copy of each column.
+    keys = list(zip(votes.argmax(1).tolist(), (score_sum / np.maximum(counts, 1)).tolist(), counts.tolist(),
+                    *(np.bincount(instance + 1, weights=points[:, j], minlength=len(ids) + 1)[1:].tolist()
+                      for j in range(3) if known is not None)))
+    found = [None if known is None else known.get(key) for key in keys]
+    # The points of the instances whose records are made afresh, grouped by instance.
+    new = np.zeros(len(ids) + 1, dtype=bool)
+    new[[k for k, record in enumerate(found) if record is None]] = True
+    sort = np.flatnonzero(new[instance])  # instance -1 reads the last entry, False
     sort = sort[stable_argsort(instance[sort], len(ids))]
     starts = np.searchsorted(instance[sort], np.arange(len(ids) + 1))
-    keys = list(zip(votes.argmax(1).tolist(), (score_sum / np.maximum(counts, 1)).tolist(), counts.tolist(),
-                    *(np.bincount(instance[inside], weights=points[inside, j], minlength=len(ids)).tolist()
-                      for j in range(3) if known is not None)))
-    records = []
-    for k, key in enumerate(keys):
-        record = None if known is None else known.get(key)
+    records, previous = [], np.full(len(keys), -1, dtype=np.int64)
+    for k, (key, record) in enumerate(zip(keys, found)):
+        if record is not None:
+            previous[k] = record.id
         records.append(instance_record(k, points[sort[starts[k]:starts[k + 1]]], key[0], key[1])
                        if record is None else replace(record, id=k))
     if known is not None:
         known.clear()
         known.update(zip(keys, records))
-    return instance, records
+    return instance, records, previous
 
 
 def stable_argsort(values: np.ndarray, bound: int) -> np.ndarray:

@@ -9,9 +9,10 @@ far from its frame's origin (±10 km) still gives small int32 coordinates: the a
 index of voxel ``i`` is ``coords[i] + origin``. Points are divided in float64 whatever their
 dtype, so the voxel of a float64 point is exact to float64 rounding even at ±10 km.
 
-Grouping packs the three relative indices into one int64 key (21 bits each) and sorts it with
-``np.argsort``, which avoids ``np.unique(axis=0)``'s row-wise comparisons
-(``python -m benchmarks io`` times it).
+Grouping packs the three relative indices into one int64 key (each axis with the bits its
+extent needs, at most 21) and sorts it, which avoids ``np.unique(axis=0)``'s row-wise
+comparisons (``python -m benchmarks io`` times it); the point's index is packed beside the key
+where it fits, so one ``np.sort`` gives the order too.
 """
 from __future__ import annotations
 
@@ -94,25 +95,42 @@ def voxelize(points: np.ndarray, features: "np.ndarray | None" = None,
     if (extent > _MAX_EXTENT).any():
         raise ValueError(f"cloud spans {extent.astype(np.int64).tolist()} voxels of {voxel_size} m; at most "
                          f"{_MAX_EXTENT} per axis are supported: crop it or use larger voxels")
-    rel = np.floor(np.divide(points, voxel_size, dtype=np.float64)).astype(np.int64)
+    scaled = np.divide(points, voxel_size, dtype=np.float64)
+    rel = np.floor(scaled, out=scaled).astype(np.int64)
     rel -= origin.astype(np.int64)
 
-    keys = (rel[:, 0] << (2 * _BITS)) | (rel[:, 1] << _BITS) | rel[:, 2]
-    order = np.argsort(keys)
-    sorted_keys = keys[order]
+    # Each axis takes the bits its extent needs; when the point's index fits beside them, one
+    # np.sort of key << index_bits | index gives keys and order (several times faster than
+    # argsort), else argsort of the keys.
+    bits = [max(int(e) - 1, 1).bit_length() for e in extent]
+    index_bits = max(n - 1, 1).bit_length()
+    keys = rel[:, 0] << (bits[1] + bits[2])
+    keys |= rel[:, 1] << bits[2]
+    keys |= rel[:, 2]
+    if sum(bits) + index_bits <= 63:
+        keys <<= index_bits
+        keys |= np.arange(n, dtype=np.int64)
+        keys.sort()
+        order = keys & ((1 << index_bits) - 1)
+        sorted_keys = keys >> index_bits
+    else:
+        order = np.argsort(keys)
+        sorted_keys = keys[order]
     first = np.empty(n, dtype=bool)
     first[0] = True
     np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = np.cumsum(first) - 1
+    rank = np.cumsum(first)
+    rank -= 1
+    inverse[order] = rank
     counts = np.diff(np.append(starts, n))
 
     unique_keys = sorted_keys[starts]
     coords = np.empty((len(starts), 3), dtype=np.int32)
-    coords[:, 0] = unique_keys >> (2 * _BITS)
-    coords[:, 1] = (unique_keys >> _BITS) & (_MAX_EXTENT - 1)
-    coords[:, 2] = unique_keys & (_MAX_EXTENT - 1)
+    coords[:, 0] = unique_keys >> (bits[1] + bits[2])
+    coords[:, 1] = (unique_keys >> bits[2]) & ((1 << bits[1]) - 1)
+    coords[:, 2] = unique_keys & ((1 << bits[2]) - 1)
 
     sums = np.empty((len(starts), feats.shape[1]), dtype=np.float64)
     for j in range(feats.shape[1]):

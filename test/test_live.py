@@ -94,6 +94,37 @@ def test_each_voxel_has_one_core_tile_and_windows_reach_the_margin():
         assert len(win.window(t)) == inside.sum()  # no voxel listed twice
 
 
+def test_change_margin_keeps_a_neighbour_whose_outer_margin_alone_changed(segmenter, room):
+    points, colors, _ = room
+    live = LiveSegmenter(segmenter, LiveConfig(tile_size=TILE, changed_voxels=0, full_share=1.0))
+    live(points, colors)
+    # A tile whose left neighbour exists; a new box 0.35 m inside its left edge lies in the
+    # neighbour's 0.5 m margin but beyond 0.2 m of the neighbour's core.
+    cx, cy = next(c for c in sorted(live.tiles_) if (c[0] - 1, c[1]) in live.tiles_)
+    box = np.random.default_rng(0).uniform(-0.05, 0.05, (300, 3)) + [cx * TILE + 0.35, cy * TILE + 0.75, 1.0]
+    grown = (np.concatenate([points, box.astype(np.float32)]),
+             np.concatenate([colors, np.full((300, 3), 90, np.uint8)]))
+    runs = {}
+    for margin in (1.0, 0.2):
+        live = LiveSegmenter(segmenter, replace(live.config, change_margin=margin))
+        live(points, colors)
+        live(*grown)
+        runs[margin] = set(live.changed_)
+    assert runs[1.0] == {(cx, cy), (cx - 1, cy)} and runs[0.2] == {(cx, cy)}
+
+
+def test_windows_found_per_voxel_column_equal_those_found_per_voxel():
+    rng = np.random.default_rng(1)
+    columns = rng.uniform(-3.3, 5.1, (500, 2))
+    heights = rng.integers(1, 9, len(columns))
+    xy = np.repeat(columns, heights, axis=0)  # consecutive voxels of a column share their xy
+    runs = np.append(0, np.cumsum(heights)[:-1])
+    a, b = tile_windows(xy, 2.0, 0.5), tile_windows(xy, 2.0, 0.5, runs)
+    assert np.array_equal(a.tiles, b.tiles) and np.array_equal(a.core, b.core)
+    assert np.array_equal(a.starts, b.starts)
+    assert all(np.array_equal(np.sort(a.window(t)), np.sort(b.window(t))) for t in range(len(a.tiles)))
+
+
 def test_the_node_in_live_mode_publishes_the_whole_map_with_stable_ids(room):
     pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup.sh for the ROS 2 wheels")
     from rclpy.serialization import serialize_message

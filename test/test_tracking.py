@@ -89,6 +89,36 @@ def test_new_lost_far_moved_and_reclassified_objects():
     assert second[1:] == [4, 5, 6]  # fresh ids continue the sequence
 
 
+def test_unchanged_instances_named_by_the_caller_keep_their_ids_and_the_rest_are_matched():
+    moved = list(OBJECTS)
+    cls, (x, y, z), size = moved[2]
+    moved[2] = (cls, (x + 0.05, y, z), size)  # the table moved; the others are the same points
+    order = [1, 0, 2, 3]  # this run's segmenter ids of the objects
+    points, labels, records = scene(OBJECTS)
+    moved_points, moved_labels, moved_records = scene(moved, order)
+    moved_points[moved_labels != order[2]] = points[labels != 2]  # unchanged objects: same points
+    full, hinted = IdTracker(), IdTracker()
+    for tracker in (full, hinted):
+        tracker.update(points, labels, records)
+    expected = full.update(moved_points, moved_labels, moved_records)
+    # per record (ids 0..3 of this run): the last run's id of the object with the same points
+    same = [order.index(r.id) if r.id != order[2] else -1 for r in moved_records]
+    assert hinted.update(moved_points, moved_labels, moved_records, same) == expected
+    # the next run matches against the kept cells as it would against freshly computed ones
+    assert hinted.update(points, labels, records) == full.update(points, labels, records)
+
+
+def test_a_hint_naming_another_class_or_an_instance_twice_is_not_followed():
+    tracker = IdTracker()
+    points, labels, records = scene()
+    first = tracker.update(points, labels, records)
+    renamed = [record(r.id, 9 if r.id == 0 else r.class_id) for r in records]
+    # instance 0 (now another class) and instance 1 both claim the last run's instance 1
+    ids = tracker.update(points, labels, renamed, same=[1, 1, 2, 3])
+    assert ids[1] == first[1] and ids[0] not in first.values()
+    assert [ids[2], ids[3]] == [first[2], first[3]]
+
+
 def test_threshold_decides_a_large_move():
     objects = [(4, (1.0, 1.0, 0.45), (0.5, 0.5, 0.9))]
     moved = [(4, (1.2, 1.0, 0.45), (0.5, 0.5, 0.9))]

@@ -33,7 +33,8 @@ _DATATYPE_OF = {(dt.kind, dt.itemsize): code for code, dt in DATATYPES.items()}
 class PointCloud2Parts:
     """The fields of a sensor_msgs/PointCloud2 except the header, as plain values.
 
-    ``fields`` is a list of ``(name, offset, datatype, count)``; ``data`` is bytes.
+    ``fields`` is a list of ``(name, offset, datatype, count)``; ``data`` is bytes (or an
+    ``array("B")``, which an rclpy message takes without copying).
     """
 
     fields: "list[tuple[str, int, int, int]]"

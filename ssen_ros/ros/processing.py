@@ -16,6 +16,7 @@ from ssen_ros.config import NodeConfig
 from ssen_ros.features import NO_COLOUR
 from ssen_ros.instances import Instance
 from ssen_ros.io import CloudFormatError
+from ssen_ros.io.cdr import SerializedCloud, read_pointcloud2
 from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
 from ssen_ros.live import LiveSegmenter
 from ssen_ros.ros.convert import labeled_cloud
@@ -83,6 +84,7 @@ class MapProcessor:
         self.segmenter = Segmenter(config.segmenter)
         self.live = LiveSegmenter(self.segmenter, config.live)
         self.tracker = IdTracker(min_iou=config.id_match_iou)
+        self._tracked_call = -1  # the live segmenter's call whose instances the tracker holds
 
     def reconfigure(self, config: NodeConfig) -> None:
         """Apply run-time settings (``Segmenter.reconfigure`` refuses the read-only ones)."""
@@ -93,20 +95,30 @@ class MapProcessor:
         self.live.reset()  # kept tiles were segmented with the old settings
 
     def __call__(self, raw: bytes) -> Outputs:
-        """Raises ``MapError`` naming the map's frame and stamp for any map that gives no outputs."""
-        msg = deserialize_message(raw, PointCloud2)
+        """Raises ``MapError`` naming the map's frame and stamp for any map that gives no outputs.
+
+        The map is read in place (``io.cdr``: its points are not copied); bytes that this reader
+        does not take go through rclpy's ``deserialize_message``, which fails as it always did."""
+        start = time.perf_counter()
+        try:
+            msg = read_pointcloud2(raw)
+            header = Header(frame_id=msg.header.frame_id)
+            header.stamp.sec, header.stamp.nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
+            msg.header = header
+        except ValueError:  # CdrError, or a frame id that is not UTF-8
+            msg = deserialize_message(raw, PointCloud2)
         where = map_name(msg.header)
         try:
             with np.errstate(all="ignore"):  # edge cases are handled, not printed
-                return self._outputs(msg, where)
+                return self._outputs(msg, where, start)
         except (MapRejected, CloudFormatError, SegmenterError) as exc:
             raise MapError(where, exc, rejected=True) from exc
         except Exception as exc:  # a bug of ours: still one line, naming the map
             raise MapError(where, exc, rejected=False) from exc
 
-    def _outputs(self, msg: PointCloud2, where: str) -> Outputs:
+    def _outputs(self, msg: "PointCloud2 | SerializedCloud", where: str, start: float) -> Outputs:
         timings: dict[str, float] = {}
-        t = time.perf_counter()
+        t = start
 
         def lap(name: str) -> None:
             nonlocal t
@@ -123,10 +135,15 @@ class MapProcessor:
         if len(cloud) == 0:
             raise MapRejected("no points" if n == 0 else f"all {n} points have non-finite x, y or z")
         lap("decode")
-        seg = (self.live if self.config.live.enabled else self.segmenter)(cloud.points, cloud.colors)
+        live = self.config.live.enabled
+        seg = (self.live if live else self.segmenter)(cloud.points, cloud.colors)
         timings.update((k, v) for k, v in seg.timings.items() if k != "total")
         t = time.perf_counter()
-        ids = self.tracker.update(cloud.points, seg.instance, seg.instances)
+        # Instances the live segmenter kept unchanged since the tracker's last map keep their ids.
+        same = ([int(self.live.previous_[i.id]) for i in seg.instances]
+                if live and self.live.calls_ == self._tracked_call + 1 else None)
+        ids = self.tracker.update(cloud.points, seg.instance, seg.instances, same)
+        self._tracked_call = self.live.calls_ if live else -1
         point_ids, instances = relabel(seg.instance, seg.instances, ids)
         lap("ids")
         cloud_msg = labeled_cloud(cloud.points, seg.semantic, point_ids, instances, msg.header)

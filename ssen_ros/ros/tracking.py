@@ -49,11 +49,11 @@ def instance_cells(points: np.ndarray, point_instance: np.ndarray, cell: float) 
     """Sorted distinct codes ``key << OWNER_BITS | instance`` of the cells each instance
     (``point_instance >= 0``) occupies. One int64 per (cell, instance) pair keeps the dedup a
     plain integer sort."""
-    inside = point_instance >= 0
+    inside = np.flatnonzero(point_instance >= 0)  # indices: cheaper than a mask when few are
     owners = np.asarray(point_instance[inside], dtype=np.int64)
     if len(owners) and owners.max() > _OWNER_MASK:
         raise ValueError(f"instance id {owners.max()} needs more than {OWNER_BITS} bits")
-    return _distinct(np.sort((cell_keys(points[inside], cell) << OWNER_BITS) | owners))
+    return _distinct(np.sort((cell_keys(np.asarray(points)[inside], cell) << OWNER_BITS) | owners))
 
 
 def code_owners(codes: np.ndarray) -> np.ndarray:
@@ -111,7 +111,12 @@ def tolerant_iou(codes_a: np.ndarray, size_a: int, codes_b: np.ndarray, size_b: 
 
 
 class IdTracker:
-    """Gives each run's instances ids that persist across runs (``update``), starting at 0."""
+    """Gives each run's instances ids that persist across runs (``update``), starting at 0.
+
+    It keeps each instance's occupied cells (and their dilation) per instance, so an instance
+    that the caller knows to be unchanged (``update``'s ``same``) takes its id without its cells
+    being computed or matched again; only the other instances are matched, against the last
+    run's instances that no unchanged one claimed."""
 
     def __init__(self, cell: float = 0.1, min_iou: float = 0.3):
         if cell <= 0:
@@ -121,32 +126,69 @@ class IdTracker:
         self._next_id = 0
         self._ids = np.zeros(0, dtype=np.int64)  # last run's stable ids and classes, by row
         self._classes = np.zeros(0, dtype=np.int64)
-        self._codes = self._grown = np.zeros(0, dtype=np.int64)  # last run's cells, dilated
+        self._cells: list[np.ndarray] = []  # last run's cell keys per row (sorted), and dilated
+        self._grown: list[np.ndarray] = []
+        self._row_of: dict[int, int] = {}  # last run's instance ids -> rows
 
     def update(self, points: np.ndarray, point_instance: np.ndarray,
-               instances: Sequence[Instance]) -> dict[int, int]:
+               instances: Sequence[Instance], same: "Sequence[int] | None" = None) -> dict[int, int]:
         """Stable id for each instance's id of this run; remembers this run for the next.
 
         ``points`` (N, 3) and ``point_instance`` (N,) are the run's points and per-point
         instance ids (-1: none), ``instances`` its records (``Instance.id`` as in
-        ``point_instance``, ``Instance.class_id`` used for matching).
+        ``point_instance``, ``Instance.class_id`` used for matching). ``same``, when given, names
+        for each of ``instances`` the id (in the last call's ``instances``) of an instance with
+        exactly the same points, or -1: such an instance of the same class keeps that one's
+        stable id without matching (the first to name it, when several do).
         """
-        rows = map_ids(point_instance, {inst.id: k for k, inst in enumerate(instances)})
-        codes = instance_cells(points, rows, self.cell)
-        grown = dilate(codes)  # used now, and against the next run
         classes = np.array([inst.class_id for inst in instances], dtype=np.int64)
         ids = np.full(len(instances), -1, dtype=np.int64)
-        if len(self._ids) and len(instances):
-            iou = tolerant_iou(codes, len(instances), self._codes, len(self._ids), grown, self._grown)
-            iou[classes[:, None] != self._classes[None, :]] = 0.0
-            for r, c in zip(*linear_sum_assignment(iou, maximize=True)):
-                if iou[r, c] > 0 and iou[r, c] >= self.min_iou:
-                    ids[r] = self._ids[c]
+        cells: list = [None] * len(instances)
+        grown: list = [None] * len(instances)
+        claimed = np.zeros(len(self._ids), dtype=bool)
+        for k, old in enumerate([] if same is None else same):
+            r = self._row_of.get(int(old), -1) if old >= 0 else -1
+            if r >= 0 and not claimed[r] and self._classes[r] == classes[k]:
+                claimed[r] = True
+                ids[k], cells[k], grown[k] = self._ids[r], self._cells[r], self._grown[r]
+        new = np.flatnonzero(ids < 0)
+        if len(new):
+            local = map_ids(point_instance, {instances[k].id: j for j, k in enumerate(new)})
+            codes = instance_cells(points, local, self.cell)
+            dilated = dilate(codes)  # used now, and against the next run
+            for j, (c, g) in enumerate(zip(_per_owner(codes, len(new)), _per_owner(dilated, len(new)))):
+                cells[new[j]], grown[new[j]] = c, g
+            old = np.flatnonzero(~claimed)
+            if len(old):
+                old_codes, old_grown = (_joined([rows[r] for r in old]) for rows in (self._cells, self._grown))
+                iou = tolerant_iou(codes, len(new), old_codes, len(old), dilated, old_grown)
+                iou[classes[new][:, None] != self._classes[old][None, :]] = 0.0
+                for r, c in zip(*linear_sum_assignment(iou, maximize=True)):
+                    if iou[r, c] > 0 and iou[r, c] >= self.min_iou:
+                        ids[new[r]] = self._ids[old[c]]
         fresh = ids < 0
         ids[fresh] = self._next_id + np.arange(int(fresh.sum()))
         self._next_id += int(fresh.sum())
-        self._ids, self._classes, self._codes, self._grown = ids, classes, codes, grown
+        self._ids, self._classes, self._cells, self._grown = ids, classes, cells, grown
+        self._row_of = {inst.id: k for k, inst in enumerate(instances)}
         return {inst.id: int(ids[k]) for k, inst in enumerate(instances)}
+
+
+def _per_owner(codes: np.ndarray, size: int) -> list[np.ndarray]:
+    """The cell keys of each owner 0..size-1 of sorted codes, each sorted."""
+    owners = code_owners(codes)
+    order = np.argsort(owners, kind="stable")
+    starts = np.searchsorted(owners[order], np.arange(size + 1))
+    keys = (codes >> OWNER_BITS)[order]
+    return [keys[starts[j]:starts[j + 1]] for j in range(size)]
+
+
+def _joined(keys: "list[np.ndarray]") -> np.ndarray:
+    """Sorted codes of the owners 0..len(keys)-1 from each one's cell keys."""
+    if not keys:
+        return np.zeros(0, dtype=np.int64)
+    owners = np.repeat(np.arange(len(keys), dtype=np.int64), [len(k) for k in keys])
+    return np.sort((np.concatenate(keys) << OWNER_BITS) | owners)
 
 
 def map_ids(point_instance: np.ndarray, mapping: dict[int, int]) -> np.ndarray:

@@ -1,0 +1,102 @@
+"""A serialised sensor_msgs/PointCloud2 read in place: its fields parsed, its points not copied.
+
+ROS 2 hands a raw subscription the message as CDR bytes (the OMG's Common Data Representation,
+XCDR1, as Fast DDS and Cyclone DDS write it for ROS types): a 4-byte encapsulation header (byte 1
+is 1 for little-endian, 0 for big-endian), then the fields in ``.msg`` order, each number aligned
+to its size counted from the end of that header, strings as a uint32 length (with the closing
+NUL) and the characters, sequences as a uint32 count and the elements. A PointCloud2 is::
+
+    header: stamp (int32 sec, uint32 nanosec), frame_id (string)
+    height, width (uint32)
+    fields: sequence of (name: string, offset: uint32, datatype: uint8, count: uint32)
+    is_bigendian (bool), point_step, row_step (uint32)
+    data (sequence of uint8), is_dense (bool)
+
+``deserialize_message`` copies ``data`` into a Python ``array``; :func:`read_pointcloud2` gives a
+:class:`SerializedCloud` whose ``data`` is a ``memoryview`` of the serialised bytes themselves,
+with the same attributes, so ``ssen_ros.io.pointcloud2`` decodes it as it does a message.
+Bytes that do not hold a whole PointCloud2 raise ``CdrError`` naming the field and offset;
+no ROS import.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+ENCAPSULATION_HEADER = 4
+"""Bytes before the message: representation id (2), options (2)."""
+
+
+class CdrError(ValueError):
+    """Bytes that are not a serialised PointCloud2; the message names the field and offset."""
+
+
+@dataclass
+class SerializedCloud:
+    """A PointCloud2's attributes, ``data`` a view of the bytes it was read from (read-only).
+    ``header`` has ``frame_id`` and ``stamp`` (``sec``, ``nanosec``), as a message's has."""
+
+    header: SimpleNamespace
+    height: int
+    width: int
+    fields: "list[tuple[str, int, int, int]]"
+    is_bigendian: bool
+    point_step: int
+    row_step: int
+    data: memoryview
+    is_dense: bool
+
+
+class _Reader:
+    def __init__(self, raw, order: str):
+        self.raw, self.pos, self.order = raw, ENCAPSULATION_HEADER, order
+
+    def _take(self, size: int, what: str) -> int:
+        start = self.pos
+        if start + size > len(self.raw):
+            raise CdrError(f"{what}: {size} bytes at offset {start}, but the message has {len(self.raw)}")
+        self.pos += size
+        return start
+
+    def number(self, code: str, what: str) -> int:
+        size = struct.calcsize(code)
+        self.pos += -(self.pos - ENCAPSULATION_HEADER) % size  # aligned from the data's start
+        return struct.unpack_from(self.order + code, self.raw, self._take(size, what))[0]
+
+    def string(self, what: str) -> str:
+        length = self.number("I", f"{what} length")
+        start = self._take(length, what)
+        text = bytes(self.raw[start:start + length])
+        if length and text[-1:] != b"\0":
+            raise CdrError(f"{what}: a string of {length} bytes at offset {start} does not end in NUL")
+        return text[:-1].decode("utf-8")  # UnicodeDecodeError is a ValueError
+
+
+def read_pointcloud2(raw) -> SerializedCloud:
+    """The PointCloud2 serialised in ``raw`` (bytes or any buffer), its data not copied."""
+    raw = memoryview(raw).cast("B")
+    if len(raw) < ENCAPSULATION_HEADER:
+        raise CdrError(f"{len(raw)} bytes: too short for the CDR encapsulation header")
+    if raw[0] != 0 or raw[1] not in (0, 1):
+        raise CdrError(f"encapsulation {bytes(raw[:2]).hex()}: not plain CDR (0000 or 0001)")
+    r = _Reader(raw, "<" if raw[1] == 1 else ">")
+    sec, nanosec = r.number("i", "header.stamp.sec"), r.number("I", "header.stamp.nanosec")
+    header = SimpleNamespace(frame_id=r.string("header.frame_id"),
+                             stamp=SimpleNamespace(sec=sec, nanosec=nanosec))
+    height, width = r.number("I", "height"), r.number("I", "width")
+    count = r.number("I", "fields count")
+    if count > len(raw):  # each field takes bytes, so a larger count is garbage
+        raise CdrError(f"fields count {count} exceeds the message's {len(raw)} bytes")
+    fields = []
+    for k in range(count):
+        name = r.string(f"fields[{k}].name")
+        fields.append((name, r.number("I", f"fields[{k}].offset"), r.number("B", f"fields[{k}].datatype"),
+                       r.number("I", f"fields[{k}].count")))
+    is_bigendian = bool(r.number("B", "is_bigendian"))
+    point_step, row_step = r.number("I", "point_step"), r.number("I", "row_step")
+    size = r.number("I", "data length")
+    start = r._take(size, "data")
+    is_dense = bool(r.number("B", "is_dense"))
+    return SerializedCloud(header, height, width, fields, is_bigendian, point_step, row_step,
+                           raw[start:start + size], is_dense)

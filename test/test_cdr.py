@@ -1,0 +1,111 @@
+"""ssen_ros.io.cdr: serialised PointCloud2 read in place equals rclpy's deserialisation, for odd
+layouts, both CDR byte orders, padded rows and every truncation."""
+import numpy as np
+import pytest
+
+from ssen_ros.io import Cloud
+from ssen_ros.io.cdr import CdrError, read_pointcloud2
+from ssen_ros.io.pointcloud2 import FLOAT32, FLOAT64, INT8, INT16, UINT8, UINT16, cloud_from_pointcloud2
+
+pytestmark = pytest.mark.ros
+rclpy = pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup.sh for the ROS 2 wheels")
+
+from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
+from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
+
+from ssen_ros.ros.convert import cloud_message  # noqa: E402
+
+
+def message(fields, point_step, height, width, row_step=None, frame_id="map", sec=7, nanosec=9,
+            bigendian=False, dense=True, seed=0):
+    """A PointCloud2 with random bytes as its points (padding included)."""
+    msg = PointCloud2(height=height, width=width, point_step=point_step,
+                      row_step=row_step or width * point_step, is_bigendian=bigendian, is_dense=dense)
+    msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec = frame_id, sec, nanosec
+    msg.fields = [PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields]
+    rng = np.random.default_rng(seed)
+    msg.data = rng.integers(0, 256, height * msg.row_step, dtype=np.uint8).tobytes()
+    return msg
+
+
+def same_as_rclpy(raw):
+    got, want = read_pointcloud2(raw), deserialize_message(raw, PointCloud2)
+    assert got.header.frame_id == want.header.frame_id
+    assert (got.header.stamp.sec, got.header.stamp.nanosec) == (want.header.stamp.sec, want.header.stamp.nanosec)
+    assert got.fields == [(f.name, f.offset, f.datatype, f.count) for f in want.fields]
+    for name in ("height", "width", "point_step", "row_step", "is_bigendian", "is_dense"):
+        assert getattr(got, name) == getattr(want, name), name
+    assert bytes(got.data) == bytes(want.data)
+    return got
+
+
+XYZ = [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1)]
+LAYOUTS = {
+    "plain xyz": (XYZ, 12, 2, 5, None),
+    # names of 1..7 characters put every field at another alignment; padding between fields
+    "odd names, padding, counts": ([("intensity", 16, FLOAT32, 1), ("z", 8, FLOAT32, 1), ("y", 4, FLOAT32, 1),
+                                    ("x", 0, FLOAT32, 1), ("ab", 20, INT8, 3), ("abcdefg", 24, UINT16, 2),
+                                    ("t", 32, FLOAT64, 1)], 48, 1, 33, None),
+    "padded rows": ([("x", 8, FLOAT64, 1), ("y", 0, FLOAT32, 1), ("z", 4, FLOAT32, 1), ("s", 16, INT16, 1)],
+                    20, 3, 7, 7 * 20 + 13),
+    "no points": (XYZ, 12, 1, 0, None),
+    "no fields": ([], 0, 1, 0, None),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("frame_id", ["", "m", "map_frame", "ü" * 3 + "x" * 70])
+def test_fields_and_data_equal_rclpys(layout, frame_id):
+    fields, step, height, width, row_step = LAYOUTS[layout]
+    for bigendian in (False, True):
+        raw = serialize_message(message(fields, step, height, width, row_step, frame_id, 2**31 - 1, 999_999_999,
+                                        bigendian=bigendian, dense=not bigendian))
+        got = same_as_rclpy(raw)
+        if fields and height * width:  # the decoder reads both the same way
+            with np.errstate(all="ignore"):  # random bytes as float64 overflow float32
+                a, b = cloud_from_pointcloud2(got), cloud_from_pointcloud2(deserialize_message(raw, PointCloud2))
+            np.testing.assert_array_equal(a.points, b.points)
+            assert a.fields.keys() == b.fields.keys()
+            for key in a.fields:
+                np.testing.assert_array_equal(a.fields[key], b.fields[key])
+
+
+def test_the_data_is_a_view_of_the_serialised_bytes():
+    raw = serialize_message(message(XYZ, 12, 1, 1000))
+    got = read_pointcloud2(raw)
+    assert got.data.obj is raw and got.data.readonly
+
+
+def test_a_coloured_cloud_decodes_as_rclpys():
+    rng = np.random.default_rng(2)
+    cloud = Cloud(rng.normal(size=(300, 3)).astype(np.float32), rng.integers(0, 256, (300, 3), dtype=np.uint8),
+                  {"label": rng.integers(-1, 20, 300).astype(np.int32)})
+    raw = serialize_message(cloud_message(cloud, PointCloud2().header))
+    back = cloud_from_pointcloud2(same_as_rclpy(raw))
+    np.testing.assert_array_equal(back.points, cloud.points)
+    np.testing.assert_array_equal(back.colors, cloud.colors)
+    np.testing.assert_array_equal(back.fields["label"], cloud.fields["label"])
+
+
+def test_big_endian_cdr_reads_as_little_endian_cdr():
+    from rosbags.typesys import Stores, get_typestore
+    store = get_typestore(Stores.ROS2_KILTED)
+    raw = serialize_message(message(LAYOUTS["odd names, padding, counts"][0], 48, 2, 5, frame_id="odd"))
+    msg = store.deserialize_cdr(raw, "sensor_msgs/msg/PointCloud2")
+    big = bytes(store.serialize_cdr(msg, "sensor_msgs/msg/PointCloud2", little_endian=False))
+    assert big[:2] == b"\0\0" and raw[:2] == b"\0\1"
+    a, b = read_pointcloud2(big), read_pointcloud2(raw)
+    assert (a.header, a.fields, a.height, a.width, a.point_step, a.row_step) == \
+           (b.header, b.fields, b.height, b.width, b.point_step, b.row_step)
+    assert bytes(a.data) == bytes(b.data)
+
+
+def test_every_truncation_and_bad_encapsulation_is_a_named_error():
+    raw = serialize_message(message(LAYOUTS["odd names, padding, counts"][0], 48, 1, 2, frame_id="map"))
+    for cut in range(len(raw)):
+        with pytest.raises(CdrError, match=r"bytes|offset|encapsulation"):
+            read_pointcloud2(raw[:cut])
+    with pytest.raises(CdrError, match="encapsulation 0003"):
+        read_pointcloud2(b"\0\3\0\0" + raw[4:])
+    with pytest.raises(CdrError, match="fields count"):
+        read_pointcloud2(raw[:4] + bytes(8) + b"\1\0\0\0\0" + bytes(11) + b"\xff\xff\xff\x7f" + raw[32:])
