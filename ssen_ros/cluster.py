@@ -136,7 +136,7 @@ def _dense_members(x: np.ndarray, labels: np.ndarray, smallest: int, radius: flo
         dense &= enough | undecided
     if undecided.any():
         # the smallest-th nearest (self included) within radius <=> at least smallest within it;
-        # 3-4x faster than counting every neighbour (query_ball_point) inside large clusters
+        # faster than counting every neighbour (query_ball_point) inside large clusters
         kth, _ = cKDTree(x[clustered]).query(x[undecided], k=[smallest], workers=-1,
                                              distance_upper_bound=np.nextafter(radius, np.inf))
         dense[undecided] = np.isfinite(kth[:, 0])

@@ -200,7 +200,7 @@ def main(args: Optional[list[str]] = None, stop: Optional[threading.Event] = Non
     off: they shut the context down from the signal, and about one time in ten here the
     executor's wait then never returned (the process hung until killed). The process ends with
     ``os._exit`` once the node, its DDS participant and the logs are closed: Python's own
-    finalisation (mostly torch's) takes another 0.6-2.5 s on a busy 2-core machine, which would
+    finalisation (mostly torch's) can take seconds on a busy machine, which would
     break the promise to exit within 2 s, and a segmentation in progress on the worker thread is
     abandoned rather than waited for.
     """

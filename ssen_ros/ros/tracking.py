@@ -69,7 +69,7 @@ def dilate(codes: np.ndarray) -> np.ndarray:
 
     Each axis steps with the grid's wrap-around, so neighbours across it are right too.
     ``codes`` must be sorted; then each of the 27 shifted copies is a sorted run (but where it
-    wraps), which a stable sort (timsort) merges about 25x faster than ``np.unique`` sorts.
+    wraps), which a stable sort (timsort) merges in linear passes where ``np.unique`` sorts afresh.
     """
     key = codes >> OWNER_BITS
     axes = [(key >> (2 * AXIS_BITS)) & _AXIS_MASK, (key >> AXIS_BITS) & _AXIS_MASK, key & _AXIS_MASK]
