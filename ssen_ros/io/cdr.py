@@ -1,4 +1,5 @@
-"""A serialised sensor_msgs/PointCloud2 read in place: its fields parsed, its points not copied.
+"""A serialised sensor_msgs/PointCloud2 read in place (its points not copied), and written with
+its points left for the caller to fill in place.
 
 ROS 2 hands a raw subscription the message as CDR bytes (the OMG's Common Data Representation,
 XCDR1, as Fast DDS and Cyclone DDS write it for ROS types): a 4-byte encapsulation header (byte 1
@@ -15,14 +16,17 @@ NUL) and the characters, sequences as a uint32 count and the elements. A PointCl
 ``deserialize_message`` copies ``data`` into a Python ``array``; :func:`read_pointcloud2` gives a
 :class:`SerializedCloud` whose ``data`` is a ``memoryview`` of the serialised bytes themselves,
 with the same attributes, so ``ssen_ros.io.pointcloud2`` decodes it as it does a message.
-Bytes that do not hold a whole PointCloud2 raise ``CdrError`` naming the field and offset;
-no ROS import.
+Bytes that do not hold a whole PointCloud2 raise ``CdrError`` naming the field and offset.
+:func:`new_pointcloud2` writes the same layout (little-endian, padding zero) and returns a
+writable view of its ``data``, so points are written once, into the serialised bytes that
+rclpy's ``Publisher.publish`` sends as they are (``publish_raw``). No ROS import.
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Sequence
 
 ENCAPSULATION_HEADER = 4
 """Bytes before the message: representation id (2), options (2)."""
@@ -100,3 +104,52 @@ def read_pointcloud2(raw) -> SerializedCloud:
     is_dense = bool(r.number("B", "is_dense"))
     return SerializedCloud(header, height, width, fields, is_bigendian, point_step, row_step,
                            raw[start:start + size], is_dense)
+
+
+class _Writer:
+    """Little-endian CDR into a growing ``bytearray``, aligned as :class:`_Reader` reads."""
+
+    def __init__(self):
+        self.buf = bytearray(b"\0\1\0\0")  # CDR_LE, no options
+
+    def number(self, code: str, value) -> None:
+        size = struct.calcsize(code)
+        self.buf += bytes(-(len(self.buf) - ENCAPSULATION_HEADER) % size)
+        self.buf += struct.pack("<" + code, value)
+
+    def string(self, text: str) -> None:
+        raw = text.encode("utf-8") + b"\0"
+        self.number("I", len(raw))
+        self.buf += raw
+
+
+def new_pointcloud2(frame_id: str, sec: int, nanosec: int, height: int, width: int,
+                    fields: "Sequence[tuple[str, int, int, int]]", is_bigendian: bool,
+                    point_step: int, row_step: int, is_dense: bool) -> "tuple[bytearray, memoryview]":
+    """A serialised PointCloud2 (arguments in ``.msg`` order, ``fields`` as ``(name, offset,
+    datatype, count)``) and a writable view of its ``height * row_step`` data bytes, zeroed.
+
+    The view keeps the bytearray from being resized; ``bytes(...)`` of it is what
+    ``Publisher.publish`` takes."""
+    w = _Writer()
+    w.number("i", sec)
+    w.number("I", nanosec)
+    w.string(frame_id)
+    w.number("I", height)
+    w.number("I", width)
+    w.number("I", len(fields))
+    for name, offset, datatype, count in fields:
+        w.string(name)
+        w.number("I", offset)
+        w.number("B", datatype)
+        w.number("I", count)
+    w.number("B", bool(is_bigendian))
+    w.number("I", point_step)
+    w.number("I", row_step)
+    size = height * row_step
+    w.number("I", size)
+    start = len(w.buf)
+    buf = bytearray(start + size + 1)  # the whole message at once: header, data, is_dense
+    buf[:start] = w.buf
+    buf[-1] = bool(is_dense)
+    return buf, memoryview(buf)[start:start + size]
