@@ -127,7 +127,8 @@ def test_windows_found_per_voxel_column_equal_those_found_per_voxel():
 
 def test_the_node_in_live_mode_publishes_the_whole_map_with_stable_ids(room):
     pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup.sh for the ROS 2 wheels")
-    from rclpy.serialization import serialize_message
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
 
     from ssen_ros.config import NodeConfig
@@ -147,7 +148,7 @@ def test_the_node_in_live_mode_publishes_the_whole_map_with_stable_ids(room):
     grown = processor(raw[1])
     assert 0 < len(processor.live.changed_) < len(processor.live.tiles_)
     full = LiveSegmenter(processor.segmenter, config.live).full(points, colors)
-    cloud = cloud_from_pointcloud2(grown.cloud)
+    cloud = cloud_from_pointcloud2(deserialize_message(grown.cloud, PointCloud2))
     assert len(cloud) == len(points) and len(grown.instances) == len(full.instances)
     assert np.array_equal(cloud.fields["label"], full.semantic)
     again = processor(raw[1])

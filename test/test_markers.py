@@ -8,6 +8,7 @@ pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup
 
 import transforms3d  # noqa: E402
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
+from sensor_msgs.msg import PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
@@ -78,8 +79,8 @@ def test_axis_aligned_boxes_when_not_oriented_and_flat_instances_get_a_minimum_e
 def test_markers_have_the_labelled_clouds_instance_colours():
     instances = [chair(7), chair(12)]
     points = np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]], dtype=np.float32)
-    cloud = cloud_from_pointcloud2(labeled_cloud(points, np.array([4, 4, 1]), np.array([7, 12, -1]),
-                                                 instances, header()))
+    raw = labeled_cloud(points, np.array([4, 4, 1]), np.array([7, 12, -1]), instances, header())
+    cloud = cloud_from_pointcloud2(deserialize_message(raw, PointCloud2))
     markers = instance_markers(instances, header()).markers[1:]
     for m in markers:
         rgb = [round(c * 255) for c in (m.color.r, m.color.g, m.color.b)]

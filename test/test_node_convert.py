@@ -1,5 +1,6 @@
 """The node's message conversion (ssen_ros.ros.convert), in this process without DDS: the
-labelled cloud's layout, values and colours, and the InstanceArray's fields."""
+labelled cloud's layout, values and colours (its serialised bytes read back by rclpy), and the
+InstanceArray's fields."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup.sh for the ROS 2 wheels")
 
-from rclpy.serialization import serialize_message  # noqa: E402
+from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
+from sensor_msgs.msg import PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from ssen_ros.classes import CLASS_COLORS  # noqa: E402
@@ -28,13 +30,16 @@ def test_labeled_cloud_layout_values_and_colours():
     scores = np.array([0, 0.75, 0.75, 0.5, 0], dtype=np.float32)
     header = Header(frame_id="map")
     header.stamp.sec, header.stamp.nanosec = 12, 34
-    msg = labeled_cloud(points, semantic, point_ids, [_record(12, score=0.5), _record(7)], header)
+    raw = labeled_cloud(points, semantic, point_ids, [_record(12, score=0.5), _record(7)], header)
+    assert isinstance(raw, bytes)  # what Publisher.publish sends as it is
+    msg = deserialize_message(raw, PointCloud2)
     layout = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
     assert layout == [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1),
                       ("rgb", 12, FLOAT32, 1), ("label", 16, INT32, 1), ("instance", 20, INT32, 1),
                       ("score", 24, FLOAT32, 1)]
     assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, 5, 28, 140)
-    assert msg.header.frame_id == "map" and msg.header.stamp.nanosec == 34 and not msg.is_bigendian
+    assert msg.header.frame_id == "map" and (msg.header.stamp.sec, msg.header.stamp.nanosec) == (12, 34)
+    assert not msg.is_bigendian and msg.is_dense
     back = cloud_from_pointcloud2(msg)
     np.testing.assert_array_equal(back.points, points)
     assert back.fields["label"].tolist() == semantic.tolist()
@@ -52,10 +57,18 @@ def test_labeled_cloud_layout_values_and_colours():
 
 def test_labeled_cloud_with_no_instances_marks_every_point_minus_one():
     points = np.random.default_rng(0).uniform(0, 1, (4, 3))
-    msg = labeled_cloud(points, np.array([1, 1, -1, 3]), np.full(4, -1), [], Header(frame_id="m"))
+    msg = deserialize_message(labeled_cloud(points, np.array([1, 1, -1, 3]), np.full(4, -1), [],
+                                            Header(frame_id="m")), PointCloud2)
     back = cloud_from_pointcloud2(msg)
     assert back.fields["instance"].tolist() == [-1] * 4 and (back.fields["score"] == 0).all()
     assert back.colors[0].tolist() == CLASS_COLORS[1].tolist() and back.colors[2].tolist() == [128] * 3
+
+
+def test_an_empty_labelled_cloud_is_a_valid_message():
+    msg = deserialize_message(labeled_cloud(np.zeros((0, 3)), np.zeros(0, int), np.zeros(0, int), [],
+                                            Header(frame_id="odom")), PointCloud2)
+    assert (msg.height, msg.width, msg.point_step, msg.row_step, len(msg.data)) == (1, 0, 28, 0, 0)
+    assert [f.name for f in msg.fields] == ["x", "y", "z", "rgb", "label", "instance", "score"]
 
 
 def test_instance_array_carries_every_field():

@@ -18,8 +18,9 @@ NUL) and the characters, sequences as a uint32 count and the elements. A PointCl
 with the same attributes, so ``ssen_ros.io.pointcloud2`` decodes it as it does a message.
 Bytes that do not hold a whole PointCloud2 raise ``CdrError`` naming the field and offset.
 :func:`new_pointcloud2` writes the same layout (little-endian, padding zero) and returns a
-writable view of its ``data``, so points are written once, into the serialised bytes that
-rclpy's ``Publisher.publish`` sends as they are (``publish_raw``). No ROS import.
+writable view of its ``data``, so the caller writes the points into the serialised message
+itself; rclpy's ``Publisher.publish`` sends ``bytes`` as they are (``publish_raw``), with no
+message to convert and serialise. No ROS import.
 """
 from __future__ import annotations
 
@@ -129,8 +130,8 @@ def new_pointcloud2(frame_id: str, sec: int, nanosec: int, height: int, width: i
     """A serialised PointCloud2 (arguments in ``.msg`` order, ``fields`` as ``(name, offset,
     datatype, count)``) and a writable view of its ``height * row_step`` data bytes, zeroed.
 
-    The view keeps the bytearray from being resized; ``bytes(...)`` of it is what
-    ``Publisher.publish`` takes."""
+    The view keeps the bytearray from being resized. rclpy's ``Publisher.publish`` takes
+    ``bytes``, not a bytearray (rclpy/publisher.py), so publishing costs one plain copy."""
     w = _Writer()
     w.number("i", sec)
     w.number("I", nanosec)

@@ -6,13 +6,14 @@ transformer, rviz_default_plugins' point_cloud_transformers.cpp), ``label`` (INT
 id, -1 none), ``instance`` (INT32 stable instance id, -1 none) and ``score`` (FLOAT32, the
 instance's score, 0 outside instances). Points are coloured by instance (one colour per stable
 id, the same the markers use), background points by their class colour (ScanNet palette), and
-unlabelled points (outside the crop box) grey. The byte layout is ``ssen_ros.io.pointcloud2``'s;
-this module only copies its pieces into rclpy messages. ``qos_profile`` turns the QoS
-parameter strings (shared by the node and the player) into an rclpy profile.
+unlabelled points (outside the crop box) grey. It is returned serialised (CDR, ``io.cdr``), as
+rclpy's ``Publisher.publish`` sends bytes as they are (``publish_raw``) instead of converting a
+message to C and serialising it. Other clouds are ``ssen_ros.io.pointcloud2``'s pieces copied
+into rclpy messages. ``qos_profile`` turns the QoS parameter strings (shared by the node and
+the player) into an rclpy profile.
 """
 from __future__ import annotations
 
-import array
 import colorsys
 from typing import Sequence
 
@@ -24,6 +25,7 @@ from std_msgs.msg import Header
 
 from ssen_ros.classes import CLASS_COLORS
 from ssen_ros.instances import Instance
+from ssen_ros.io.cdr import new_pointcloud2
 from ssen_ros.io.cloud import Cloud
 from ssen_ros.io.pointcloud2 import FLOAT32, INT32, PointCloud2Parts, to_pointcloud2_parts
 from ssen_ros.msg import Instance as InstanceMsg
@@ -105,12 +107,14 @@ LABELED_FIELDS = [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 
 
 
 def labeled_cloud(points: np.ndarray, semantic: np.ndarray, point_ids: np.ndarray,
-                  instances: Sequence[Instance], header: Header) -> PointCloud2:
-    """The labelled cloud described in the module docstring, one row of ``len(points)`` points;
-    ``point_ids`` are the stable ids of ``instances`` (or -1).
+                  instances: Sequence[Instance], header: Header) -> bytes:
+    """The labelled cloud described in the module docstring, one row of ``len(points)`` points,
+    serialised as ``serialize_message`` would (padding aside: zero here); ``point_ids`` are the
+    stable ids of ``instances`` (or -1).
 
-    The points are written straight into the message's own ``array('B')`` through a numpy view
-    of it, one column at a time, so the bytes are neither built nor copied twice."""
+    The points are written one column at a time through a numpy view of the serialised
+    buffer (``io.cdr.new_pointcloud2``), so they are not copied into a message and then
+    serialised; the buffer is returned as ``bytes``, which ``Publisher.publish`` takes."""
     n = len(points)
     row, own, own_scores = _point_rows(semantic, point_ids, instances)
     table = np.concatenate([[UNLABELLED_COLOR], CLASS_COLORS, np.array(own, dtype=np.int64).reshape(-1, 3)])
@@ -118,17 +122,16 @@ def labeled_cloud(points: np.ndarray, semantic: np.ndarray, point_ids: np.ndarra
     packed = np.uint32(255 << 24) | (table[:, 0] << 16) | (table[:, 1] << 8) | table[:, 2]
     scores = np.concatenate([np.zeros(1 + len(CLASS_COLORS)), own_scores]).astype("<f4")
     width = len(LABELED_FIELDS)
-    data = array.array("B", bytes(1)) * (n * 4 * width)
-    columns = np.frombuffer(data, dtype="<u4").reshape(n, width) if n else np.zeros((0, width), "<u4")
+    raw, data = new_pointcloud2(header.frame_id, header.stamp.sec, header.stamp.nanosec, 1, n,
+                                LABELED_FIELDS, False, 4 * width, 4 * width * n, True)
+    columns = np.frombuffer(data, dtype="<u4").reshape(n, width)
     floats, ints = columns.view("<f4"), columns.view("<i4")
     floats[:, :3] = points
     columns[:, 3] = packed[row]
     ints[:, 4] = semantic
     ints[:, 5] = point_ids
     floats[:, 6] = scores[row]
-    del columns, floats, ints  # while views of ``data`` live, it cannot be resized
-    parts = PointCloud2Parts(LABELED_FIELDS, 1, n, 4 * width, 4 * width * n, False, True, data)
-    return pointcloud2_message(parts, header)
+    return bytes(raw)
 
 
 def _point(v: Sequence[float]) -> Point:

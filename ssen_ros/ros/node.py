@@ -176,7 +176,7 @@ class SsenNode(Node):
         if self.worker.stopping:
             return
         t = time.perf_counter()
-        self.cloud_pub.publish(out.cloud)
+        self.cloud_pub.publish(out.cloud)  # bytes, serialised already: rclpy sends them as they are
         self.marker_pub.publish(out.markers)
         elapsed = time.monotonic() - item.received
         self.instance_pub.publish(instance_array(out.instances, out.header, elapsed))

@@ -1,5 +1,5 @@
-"""What the node does to one map except publishing: serialised PointCloud2 in, labelled cloud,
-markers and instances with stable ids out. Apart from the node, so the benchmark times the
+"""What the node does to one map except publishing: serialised PointCloud2 in, labelled cloud
+(serialised), markers and instances with stable ids out. Apart from the node, so the benchmark times the
 node's own code."""
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ class Outputs:
     """The map's frame and stamp, for log lines."""
     num_points: int
     instances: list[Instance]
-    cloud: PointCloud2
+    cloud: bytes
+    """The labelled cloud, serialised (``ros.convert.labeled_cloud``): ``publish`` sends it as it is."""
     markers: MarkerArray
     timings: dict[str, float]
     """Seconds per stage, the segmenter's included, in order."""
@@ -146,7 +147,7 @@ class MapProcessor:
         self._tracked_call = self.live.calls_ if live else -1
         point_ids, instances = relabel(seg.instance, seg.instances, ids)
         lap("ids")
-        cloud_msg = labeled_cloud(cloud.points, seg.semantic, point_ids, instances, msg.header)
+        cloud_raw = labeled_cloud(cloud.points, seg.semantic, point_ids, instances, msg.header)
         lap("encode")
         markers = instance_markers(instances, msg.header, self.config.oriented_boxes)
         lap("markers")
@@ -154,5 +155,5 @@ class MapProcessor:
         if seg.num_beyond_limit:
             notes.append(f"{seg.num_beyond_limit} points beyond segmenter.coordinate_limit="
                          f"{self.config.segmenter.coordinate_limit} m dropped")
-        return Outputs(msg.header, where, len(cloud), instances, cloud_msg, markers, timings,
+        return Outputs(msg.header, where, len(cloud), instances, cloud_raw, markers, timings,
                        seg.timings["total"], notes)
