@@ -222,7 +222,7 @@ def node_overhead(weights: str, config, versions: list[Version]) -> list[str]:
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
-    from benchmarks.node import OVERHEAD_STAGES, time_serialize
+    from benchmarks.node import OVERHEAD_STAGES, BenchPublishers
     from ssen_ros.config import NodeConfig, SegmenterConfig
     from ssen_ros.io import Cloud
     from ssen_ros.ros.convert import cloud_message
@@ -230,11 +230,12 @@ def node_overhead(weights: str, config, versions: list[Version]) -> list[str]:
 
     processor = MapProcessor(NodeConfig(segmenter=SegmenterConfig(weights=weights, device="cpu"), live=config))
     rows: list[str] = []
+    publishers = BenchPublishers()
 
     def work() -> list[str]:
         for v in versions:
             out = processor(serialize_message(cloud_message(Cloud(v.points, v.colors), Header(frame_id="map"))))
-            time_serialize(out)
+            publishers.publish(out)
             node_s = sum(out.timings[k] for k in OVERHEAD_STAGES)
             rows.append(f"| {v.name} | {len(processor.live.changed_)} | "
                         + " | ".join(f"{out.timings[k] * 1e3:.0f}" for k in OVERHEAD_STAGES)
@@ -243,7 +244,8 @@ def node_overhead(weights: str, config, versions: list[Version]) -> list[str]:
             print(rows[-1], flush=True)
         return rows
 
-    return on_worker(work)
+    with publishers:
+        return on_worker(work)
 
 
 def main(argv: "list[str] | None" = None) -> int:

@@ -7,8 +7,10 @@
   serialised map, in this process and, as in the node, on a worker thread (on this loaded
   2-core machine torch's networks ran about 4x slower on the main thread with 2 intra-op
   threads than on another thread): deserialise + decode + stable ids + labelled-cloud encode +
-  markers, plus serialising the three output messages (what ``publish`` does before DDS), as
-  a fraction of the segmenter's time in the same calls. Goal: <= 10 % for 200k points.
+  markers, plus publishing the three outputs through the node's own publishers
+  (``ssen_ros.ros.node.OutputPublishers``, no subscriber: rclpy's conversion and serialisation
+  and the DDS write), as a fraction of the segmenter's time in the same calls. Goal: <= 10 %
+  for 200k points.
 - **Latency**: a real ``ssen_node`` process and this process as publisher (Fast DDS profile
   config/fastdds.xml, localhost only, a domain of its own): time from ``publish`` of the map
   to receiving its ``~/instances``, next to the node's own processing time from that message.
@@ -38,7 +40,7 @@ from benchmarks import REPO, peak_rss_mb, write_results
 from ssen_ros.io import Cloud
 
 PARAMS_FILE = REPO / "config" / "ssen.yaml"
-OVERHEAD_STAGES = ("deserialize", "decode", "ids", "encode", "markers", "serialize outputs")
+OVERHEAD_STAGES = ("deserialize", "decode", "ids", "encode", "markers", "publish outputs")
 
 
 def room_map(points: int, seed: int = 20000) -> Cloud:
@@ -82,17 +84,32 @@ def _node_config(weights: str, random_weights: bool):
     return from_dict(NodeConfig, tree)
 
 
-def time_serialize(out) -> None:
-    """Serialise the three output messages of ``MapProcessor`` (what ``publish`` does before
-    DDS) and record the seconds as the stage 'serialize outputs'."""
-    from rclpy.serialization import serialize_message
+class BenchPublishers:
+    """The node's output publishers (``OutputPublishers``) on a node of this process, in a
+    domain of its own (``ros_env``); ``publish(out)`` publishes a ``MapProcessor`` output as the
+    node does and records the seconds as the stage 'publish outputs'. Use it as a context
+    manager (it shuts its context down)."""
 
-    from ssen_ros.ros.convert import instance_array
+    def __enter__(self) -> "BenchPublishers":
+        os.environ.update(ros_env())
+        import rclpy
 
-    t = time.perf_counter()
-    for msg in (out.cloud, out.markers, instance_array(out.instances, out.header, 0.0)):
-        serialize_message(msg)
-    out.timings["serialize outputs"] = time.perf_counter() - t
+        from ssen_ros.ros.node import OutputPublishers
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+        self.publishers = OutputPublishers(rclpy.create_node("ssen_bench_outputs", context=self.context))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import rclpy
+
+        rclpy.try_shutdown(context=self.context)
+
+    def publish(self, out) -> None:
+        t = time.perf_counter()
+        self.publishers.publish(out, time.monotonic())
+        out.timings["publish outputs"] = time.perf_counter() - t
 
 
 def overhead(weights: str, random_weights: bool, cloud: Cloud, repeat: int) -> tuple[str, dict]:
@@ -106,19 +123,21 @@ def overhead(weights: str, random_weights: bool, cloud: Cloud, repeat: int) -> t
     processor = MapProcessor(_node_config(weights, random_weights))
     raw = serialize_message(cloud_message(cloud, Header(frame_id="map")))
     runs: list[dict] = []
+    publishers = BenchPublishers()
 
     def work() -> None:
         for k in range(repeat + 1):  # the first run warms up
             out = processor(raw)
-            time_serialize(out)
+            publishers.publish(out)
             out.timings["segmenter"] = out.segmenter_seconds
             if k:
                 runs.append(out.timings)
         runs.append({"instances": len(out.instances)})
 
-    worker = threading.Thread(target=work)  # as in the node, whose worker thread segments
-    worker.start()
-    worker.join()
+    with publishers:
+        worker = threading.Thread(target=work)  # as in the node, whose worker thread segments
+        worker.start()
+        worker.join()
     num_instances = runs.pop()["instances"]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     node_s = sum(med[k] for k in OVERHEAD_STAGES)

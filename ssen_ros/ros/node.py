@@ -57,7 +57,7 @@ from ssen_ros.ros.convert import instance_array, qos_profile
 from ssen_ros.ros.log_bridge import forward_core_logs, forward_warnings
 from ssen_ros.ros.map_subscription import MapSubscription
 from ssen_ros.ros.parameters import descriptor, parameter_types, plain
-from ssen_ros.ros.processing import MAX_REASON_CHARS, MapError, MapProcessor, shorten
+from ssen_ros.ros.processing import MAX_REASON_CHARS, MapError, MapProcessor, Outputs, shorten
 from ssen_ros.segmenter import SegmenterError
 from ssen_ros.worker import LatestOnlyWorker
 
@@ -73,6 +73,29 @@ class _Map:
     received: float
 
 
+class OutputPublishers:
+    """The node's three outputs on ``node``, latched (late RViz windows get the last); apart
+    from the node so the benchmark publishes as the node does."""
+
+    def __init__(self, node: Node):
+        latched = qos_profile("reliable", "transient_local", 1)
+        self.cloud = node.create_publisher(PointCloud2, "~/labeled_cloud", latched)
+        self.markers = node.create_publisher(MarkerArray, "~/markers", latched)
+        self.instances = node.create_publisher(InstanceArray, "~/instances", latched)
+
+    def topics(self) -> str:
+        return ", ".join(p.topic_name for p in (self.cloud, self.markers, self.instances))
+
+    def publish(self, out: Outputs, received: float) -> float:
+        """Publish one map's outputs; returns the seconds since ``received`` (monotonic), which
+        the InstanceArray, published last, carries as its processing time."""
+        self.cloud.publish(out.cloud)  # bytes, serialised already: rclpy sends them as they are
+        self.markers.publish(out.markers)
+        elapsed = time.monotonic() - received
+        self.instances.publish(instance_array(out.instances, out.header, elapsed))
+        return elapsed
+
+
 class SsenNode(Node):
     """The node; construction loads the networks and raises ``WeightsError``/``ConfigError``."""
 
@@ -85,10 +108,7 @@ class SsenNode(Node):
         self._pending: Optional[NodeConfig] = None
         self._config_lock = threading.Lock()
 
-        latched = qos_profile("reliable", "transient_local", 1)  # late RViz windows get the last
-        self.cloud_pub = self.create_publisher(PointCloud2, "~/labeled_cloud", latched)
-        self.marker_pub = self.create_publisher(MarkerArray, "~/markers", latched)
-        self.instance_pub = self.create_publisher(InstanceArray, "~/instances", latched)
+        self.outputs = OutputPublishers(self)
         self.worker: LatestOnlyWorker[_Map] = LatestOnlyWorker(
             self._process, config.min_period, on_error=self._log_failure)
         c, seg = config, self.processor.segmenter
@@ -99,8 +119,7 @@ class SsenNode(Node):
         self.get_logger().info(
             f"ready: segmenting maps from {self.subscription.topic_name} "
             f"({self.subscription.describe()}) with {seg.spec.arch} at {seg.voxel_size:.3f} m "
-            f"voxels on {seg.device}; publishing "
-            f"{self.cloud_pub.topic_name}, {self.marker_pub.topic_name}, {self.instance_pub.topic_name}")
+            f"voxels on {seg.device}; publishing {self.outputs.topics()}")
 
     # parameters ----------------------------------------------------------------------------
     def _declare_parameters(self) -> NodeConfig:
@@ -176,10 +195,7 @@ class SsenNode(Node):
         if self.worker.stopping:
             return
         t = time.perf_counter()
-        self.cloud_pub.publish(out.cloud)  # bytes, serialised already: rclpy sends them as they are
-        self.marker_pub.publish(out.markers)
-        elapsed = time.monotonic() - item.received
-        self.instance_pub.publish(instance_array(out.instances, out.header, elapsed))
+        elapsed = self.outputs.publish(out, item.received)
         out.timings["publish"] = time.perf_counter() - t
         self.get_logger().info(
             f"map {out.where}: {out.num_points} points -> {len(out.instances)} instances in "
