@@ -32,6 +32,15 @@ Two methods, chosen by ``ClusterConfig.method``:
   compared in ``python -m benchmarks cluster``). The same neighbour lists decide most of the
   stray-member checks (:func:`_dense_members`) without a second KD-tree query.
 
+Both methods then split each cluster into its spatially connected parts when given the voxels'
+positions (``connect_distance``). The paper's networks see each voxel's coordinates (§IV,
+f = 6), so embeddings of far-apart objects differ; ours see only height and colour, which do not
+depend on the map's extent (``ssen_ros.features``), and two alike objects in different rooms
+can get the same embedding and become one cluster. A cluster's voxels are joined when they lie
+in the same or neighbouring cells of ``connect_distance`` metres (connected components over the
+cells, as in the connected-component proposals of MTML, Lahoud et al. 2019), and parts under
+``min_cluster_size`` become noise.
+
 The ``hdbscan`` package is the reference implementation the authors used; scipy's cKDTree does
 the nearest-neighbour queries.
 """
@@ -65,10 +74,14 @@ class EmbeddingClusterer:
     def __init__(self, config: ClusterConfig = ClusterConfig()):
         self.config = config  # ClusterConfig checks its own settings
 
-    def fit_predict(self, embeddings: np.ndarray) -> np.ndarray:
+    def fit_predict(self, embeddings: np.ndarray, positions: "np.ndarray | None" = None) -> np.ndarray:
+        """Cluster labels of ``embeddings`` (N, d); with ``positions`` (N, 3, metres) each
+        cluster is split into its spatially connected parts (module docstring)."""
         x = np.ascontiguousarray(embeddings, dtype=np.float64)
         if x.ndim != 2:
             raise ValueError(f"embeddings must be (N, d), got shape {x.shape}")
+        if positions is not None and np.shape(positions) != (len(x), 3):
+            raise ValueError(f"positions must be ({len(x)}, 3), got shape {np.shape(positions)}")
         n = len(x)
         cfg = self.config
         min_samples = cfg.min_samples or cfg.min_cluster_size
@@ -78,6 +91,8 @@ class EmbeddingClusterer:
             labels = _hdbscan(x, cfg.min_cluster_size, min_samples)
         else:
             labels = self._sample_and_assign(x, min_samples)
+        if positions is not None and cfg.connect_distance > 0:
+            labels = split_disconnected(labels, positions, cfg.connect_distance)
         return _drop_small_and_renumber(labels, cfg.min_cluster_size)
 
     def _sample_and_assign(self, x: np.ndarray, min_samples: int) -> np.ndarray:
@@ -238,6 +253,28 @@ def _split_chained(x: np.ndarray, labels: np.ndarray, leaves: np.ndarray, distan
             group[~in_leaf] = group[in_leaf][nearest]
         out[members] = np.where(group == 0, k, next_id + group - 1)
         next_id += int(group_of_leaf.max())
+    return out
+
+
+def split_disconnected(labels: np.ndarray, positions: np.ndarray, cell: float) -> np.ndarray:
+    """Each cluster of ``labels`` (-1: noise) cut into the connected components of its cells:
+    ``positions`` fall into cubes of edge ``cell``, and cubes of one cluster that share a face,
+    edge or corner are connected. Points closer than ``cell`` always stay together, points more
+    than 2 * ``cell`` apart along an axis are joined only through others."""
+    keep = labels >= 0
+    if not keep.any():
+        return labels
+    cubes = np.floor(positions[keep] / cell).astype(np.int64)
+    cubes -= cubes.min(0)
+    keyed, inverse = np.unique(np.column_stack([labels[keep], cubes]), axis=0, return_inverse=True)
+    # Clusters side by side along x, far enough apart that no cube of one neighbours another's.
+    spread = keyed[:, 1:].astype(np.float64)
+    spread[:, 0] += keyed[:, 0] * (cubes[:, 0].max() + 3.0)
+    pairs = cKDTree(spread).query_pairs(np.sqrt(3.0) + 1e-6, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(keyed),) * 2)
+    _, part = connected_components(graph, directed=False)
+    out = np.full_like(labels, -1)
+    out[keep] = part[inverse.reshape(-1)]
     return out
 
 

@@ -107,6 +107,9 @@ class ClusterConfig:
     package's exact Boruvka tree, which costs more."""
     seed: int = setting(0, range=(0, 2**31 - 1))
     """'fast' only: seed of the sample, so results repeat."""
+    connect_distance: float = setting(0.1, range=(0.0, 100.0))
+    """Metres: each cluster is split into its spatially connected parts, voxels in the same or
+    neighbouring cubes of this edge joined (``ssen_ros.cluster``); 0 never splits."""
 
     def __post_init__(self) -> None:
         check_fields(self)

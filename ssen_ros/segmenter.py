@@ -160,13 +160,14 @@ class Segmenter:
             features = torch.from_numpy(np.ascontiguousarray(vox.features, dtype=np.float32))
         with torch.inference_mode():
             with stage("semantic"):
-                probs = self._semantic_probs(vox.centers(), coords, features)
+                centers = vox.centers()
+                probs = self._semantic_probs(centers, coords, features)
             with stage("embedding"):
                 fg = ~np.isin(probs.argmax(1), self.background)
                 emb = self._run(self.embedding_net, coords[fg], features[fg]) if fg.any() else np.zeros((0, 1))
         with stage("cluster"):
             voxel_instance = np.full(len(vox), -1, dtype=np.int64)
-            voxel_instance[fg] = self.clusterer.fit_predict(emb)
+            voxel_instance[fg] = self.clusterer.fit_predict(emb, centers[fg])
         with stage("instances"):
             point_instance = voxel_instance[vox.inverse]
             records = make_instances(pts, point_instance, voxel_instance, probs, self.voxel_size ** 2,

@@ -145,3 +145,55 @@ def test_dense_members_decided_from_the_neighbour_lists_match_a_fresh_query(k):
         queried = cluster._dense_members(x, labels, smallest, 0.3)
         assert 0 < queried.sum() < len(x)
         assert np.array_equal(cluster._dense_members(x, labels, smallest, 0.3, knn), queried)
+
+
+def two_alike_objects(gap: float, seed: int = 0):
+    """One embedding ball (the same object twice), its points in two 0.5 m boxes ``gap`` apart
+    along x, 600 points each."""
+    rng = np.random.default_rng(seed)
+    x, _ = ssen_like_embeddings([1200], seed=seed, outliers=0.0)
+    boxes = rng.uniform(0.0, 0.5, (1200, 3))
+    boxes[600:, 0] += 0.5 + gap
+    return x, boxes
+
+
+def clusters_of(labels: np.ndarray) -> set:
+    return set(labels[labels >= 0].tolist())
+
+
+def test_one_embedding_cluster_in_two_places_becomes_two_instances():
+    x, positions = two_alike_objects(gap=1.0)
+    cfg = ClusterConfig(min_cluster_size=100, min_samples=10, sample_size=3000, connect_distance=0.0)
+    assert len(clusters_of(EmbeddingClusterer(cfg).fit_predict(x, positions))) == 1  # 0: never split
+    assert len(clusters_of(EmbeddingClusterer(cfg).fit_predict(x))) == 1
+    labels = EmbeddingClusterer(ClusterConfig(min_cluster_size=100, min_samples=10,
+                                              sample_size=3000)).fit_predict(x, positions)  # default
+    first, second = clusters_of(labels[:600]), clusters_of(labels[600:])
+    assert len(first) == 1 and len(second) == 1 and first != second
+    assert (labels >= 0).mean() > 0.5
+
+
+def test_parts_closer_than_connect_distance_stay_one_instance_and_small_parts_are_noise():
+    x, positions = two_alike_objects(gap=0.2)
+    cfg = ClusterConfig(min_cluster_size=100, min_samples=10, sample_size=3000, connect_distance=0.25)
+    assert len(np.unique(EmbeddingClusterer(cfg).fit_predict(x, positions))) == 1
+    positions[:50] += [10.0, 0.0, 0.0]  # a 50-point part far away: under min_cluster_size
+    labels = EmbeddingClusterer(cfg).fit_predict(x, positions)
+    assert (labels[:50] == -1).all() and len(np.unique(labels[50:])) == 1 and labels[50] == 0
+
+
+def test_split_disconnected_joins_cubes_that_touch_at_a_corner_and_keeps_clusters_apart():
+    # Two clusters interleaved in space: the split works within each cluster only.
+    positions = np.array([[0.05, 0.05, 0.05], [0.15, 0.15, 0.15], [0.05, 0.05, 0.05],
+                          [0.45, 0.05, 0.05], [0.95, 0.95, 0.95], [0.35, 0.0, 0.0]])
+    labels = np.array([0, 0, 1, 1, 1, -1])
+    out = cluster.split_disconnected(labels, positions, cell=0.1)
+    assert out[0] == out[1]  # neighbouring cubes (corner)
+    assert len({out[2], out[3], out[4]}) == 3  # cubes 4 and 9 apart: three parts
+    assert out[0] not in {out[2], out[3], out[4]} and out[5] == -1
+
+
+def test_positions_must_match_the_embeddings():
+    x, positions = two_alike_objects(gap=1.0)
+    with pytest.raises(ValueError, match=r"positions must be \(1200, 3\)"):
+        EmbeddingClusterer(ClusterConfig(connect_distance=0.25)).fit_predict(x, positions[:10])
