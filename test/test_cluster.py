@@ -197,3 +197,11 @@ def test_positions_must_match_the_embeddings():
     x, positions = two_alike_objects(gap=1.0)
     with pytest.raises(ValueError, match=r"positions must be \(1200, 3\)"):
         EmbeddingClusterer(ClusterConfig(connect_distance=0.25)).fit_predict(x, positions[:10])
+
+
+@pytest.mark.parametrize("high", [5, 2**40])  # packed into one key / too wide: numpy's row unique
+def test_unique_rows_equal_numpys(high):
+    rows = np.random.default_rng(0).integers(0, high, (1000, 4))
+    unique, inverse = cluster._unique_rows(rows)
+    expected, expected_inverse = np.unique(rows, axis=0, return_inverse=True)
+    assert np.array_equal(unique, expected) and np.array_equal(inverse, expected_inverse.reshape(-1))
