@@ -151,14 +151,15 @@ class SegmenterConfig:
     """Square metres of surface at which an instance's score is half its class probability:
     score = probability x A / (A + score_half_area), so fragments rank below whole objects;
     0: the class probability alone."""
-    tile_size: float = setting(8.0, range=(0.0, 1000.0))
+    tile_size: float = setting(4.0, range=(0.0, 1000.0))
     """Large maps are segmented in square xy tiles of at most this edge in metres, to bound
-    memory; a cloud whose xy extent fits one tile plus its margins is
-    segmented whole. 0 never tiles."""
+    memory and because each tile's embeddings are clustered on their own: fewer alike objects
+    at once give fewer merged instances, at more tiles' cost (``ssen_ros.cluster``). A cloud
+    whose xy extent fits one tile plus its margins is segmented whole. 0 never tiles."""
     tile_overlap: float = setting(1.0, range=(0.0, 100.0))
     """Margin in metres that each tile adds on every side: context for the points near its
     edge, and the band where the pieces of an object cut by a tile border are matched."""
-    max_tiles: int = setting(1000, range=(1, 1_000_000))
+    max_tiles: int = setting(4000, range=(1, 1_000_000))
     """A map whose xy extent needs more tiles than this is rejected with an error, so one run
     cannot take unbounded time."""
     cluster: ClusterConfig = field(default_factory=ClusterConfig)

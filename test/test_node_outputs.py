@@ -180,8 +180,8 @@ def test_hostile_coordinates_are_dropped_counted_and_over_budget_maps_rejected(n
     msg, header = good_map(ros_side, wide)
     ros_side.publish(msg)
     line = node.wait_for(rf"stamp {header.stamp.sec}\.")
-    assert re.search(r"rejected map frame 'map_test', stamp .*: xy extent 9000 x 9000 m needs 1125 x 1125 tiles "
-                     r"of segmenter.tile_size=8.0 m, over segmenter.max_tiles=1000", line), line
+    assert re.search(r"rejected map frame 'map_test', stamp .*: xy extent 9000 x 9000 m needs 2250 x 2250 tiles "
+                     r"of segmenter.tile_size=4.0 m, over segmenter.max_tiles=4000", line), line
     tiny = set_parameters(ros_side, segmenter__tile_size=0.05)
     assert not tiny.successful and "tile_size must be 0 (no tiles) or at least 1.0 m" in tiny.reason
 
