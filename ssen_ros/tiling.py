@@ -40,6 +40,7 @@ from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
 from ssen_ros.classes import NUM_CLASSES
+from ssen_ros.config import SegmenterConfig
 from ssen_ros.instances import instance_record
 from ssen_ros.segmentation import Segmentation
 from ssen_ros.voxel import column_bounds
@@ -87,8 +88,8 @@ class TileBudgetError(ValueError):
     """The cloud needs more tiles than the budget allows; the message gives the numbers."""
 
 
-def tile_grid(xy: np.ndarray, tile_size: float, overlap: float, max_tiles: int = 1000
-              ) -> Optional[TileGrid]:
+def tile_grid(xy: np.ndarray, tile_size: float, overlap: float,
+              max_tiles: int = SegmenterConfig.max_tiles) -> Optional[TileGrid]:
     """The tiles for points ``xy`` (N, 2), or None when the cloud needs no tiling: ``tile_size``
     is 0, or its extent fits one tile plus both margins on both axes. Raises
     ``TileBudgetError`` when the grid would hold more than ``max_tiles`` tiles; the count is

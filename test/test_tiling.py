@@ -157,7 +157,7 @@ def test_grid_over_the_tile_budget_is_refused_with_the_numbers_never_overflowed(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no RuntimeWarning from an overflowing cast
         with pytest.raises(TileBudgetError, match=r"tiles of segmenter.tile_size=8.0 m, over "
-                                                  r"segmenter.max_tiles=1000"):
+                                                  r"segmenter.max_tiles=4000"):
             tile_grid(xy, 8.0, 1.0)
     square = np.random.default_rng(1).uniform(0, 6, (500, 2))  # 0.05 m tiles: 120 x 120
     with pytest.raises(TileBudgetError, match=r"needs 120 x 120 tiles"):
