@@ -44,11 +44,13 @@ STAGES = ("crop", "voxelize", "semantic", "embedding", "cluster", "instances", "
 CONFIGS = ("ours", "reference", "untiled")
 
 
-def segmenter_config(name: str, weights: str):
-    """The two configurations compared, on the same weights."""
+def segmenter_config(name: str, weights: str, tile_size: float = 0.0):
+    """The two configurations compared, on the same weights; ``tile_size`` 0: the config's."""
     from ssen_ros.config import SegmenterConfig
 
     ours = SegmenterConfig(weights=weights, backend="torch", device="cpu")
+    if tile_size:
+        ours = replace(ours, tile_size=tile_size)
     if name == "ours":
         return ours
     if name == "reference":
@@ -106,7 +108,7 @@ def _rooms(job: dict) -> dict:
     from ssen_ros.segmenter import Segmenter
 
     scenes = [Path(s) for s in job["scenes"]]
-    segmenter = Segmenter(segmenter_config(job["config"], job["weights"]))
+    segmenter = Segmenter(segmenter_config(job["config"], job["weights"], job["tile_size"]))
     first = load_scene(scenes[0])
     segmenter(first.points, first.colors)  # warm-up, untimed
     timings: list[dict] = []
@@ -150,7 +152,7 @@ def _bound(job: dict) -> dict:
             torch.set_num_threads(threads)
         return 2 * a.shape[0] * a.shape[1] * b.shape[1] * rounds / seconds
 
-    segmenter = Segmenter(segmenter_config("ours", job["weights"]))
+    segmenter = Segmenter(segmenter_config("ours", job["weights"], job["tile_size"]))
     clouds = [load_scene(Path(scene)) for scene in job["scenes"]]
     segmenter(clouds[0].points, clouds[0].colors)  # warm-up
     flops, plain = [0], torch_backend.kernel_conv
@@ -176,7 +178,7 @@ def _map(job: dict) -> dict:
     from benchmarks import peak_rss_mb
     from ssen_ros.segmenter import Segmenter
 
-    segmenter = Segmenter(segmenter_config(job["config"], job["weights"]))
+    segmenter = Segmenter(segmenter_config(job["config"], job["weights"], job["tile_size"]))
     with np.load(job["cloud"]) as z:
         points, colors = z["points"], z["colors"]
     segmenter(points[:20_000], colors[:20_000])  # warm-up, untimed
@@ -258,6 +260,9 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads per map run")
     parser.add_argument("--room-runs", default="PASSIVE:2,ACTIVE:2,PASSIVE:1",
                         help="OMP_WAIT_POLICY:threads settings the test rooms run under")
+    parser.add_argument("--tile-size", type=float, default=0.0,
+                        help="segmenter.tile_size of every configuration (0: the config's); results go "
+                             "to pipeline_tileN.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -274,7 +279,7 @@ def main(argv: "list[str] | None" = None) -> int:
     spec = checkpoint.load(weights, backend="torch")[0]
     scenes = find_scenes(args.scenes)[: args.max_scenes or None]
     load_before = os.getloadavg()[0]
-    common = {"weights": weights, "threads": args.threads}
+    common = {"weights": weights, "threads": args.threads, "tile_size": args.tile_size}
     score_rows, stage_rows, ratios, first = [], [], [], None
     for run in args.room_runs.split(","):
         policy, threads = run.split(":")
@@ -312,14 +317,15 @@ def main(argv: "list[str] | None" = None) -> int:
                 map_rows.append(f"| {n:,} ({used} rooms, {extent[0]:.0f} x {extent[1]:.0f} m) | {c} | "
                                 f"{r['voxels']:,} | {r['foreground']:,} | {r['tiles']} | {r['instances']} | "
                                 f"{_stage_cells(r['timings'])} | {r['peak_rss_mb']:.0f} | {ratio_cell} |")
-    tiles = segmenter_config("ours", weights)
+    tiles = segmenter_config("ours", weights, args.tile_size)
     body = [
         f"Weights `{Path(weights).name}` ({spec.arch}, {spec.voxel_size} m voxels), CPU; load "
         f"average {load_before:.2f} before the run, {os.getloadavg()[0]:.2f} after (2 cores: above 1, "
         "other work competed). **ours**: torch backend, "
         "'fast' clustering; **reference**: MinkowskiEngine backend, 'exact' HDBSCAN (the authors' "
         f"stack). Both tile maps wider than {tiles.tile_size:g} m + 2 x {tiles.tile_overlap:g} m margins "
-        "(the default `tile_size` and `tile_overlap`, `ssen_ros.tiling`); "
+        f"({'`--tile-size`' if args.tile_size else 'the default `tile_size`'} and `tile_overlap`, "
+        "`ssen_ros.tiling`); "
         "**untiled**: ours with `tile_size: 0`.",
         "",
         f"## 1. Test rooms ({len(scenes)} scenes of `{shown(args.scenes)}`)",
@@ -352,7 +358,8 @@ def main(argv: "list[str] | None" = None) -> int:
         "",
         *bound_section(first[0], first[1], bound, args.threads),
     ]
-    path = write_results("pipeline", "Pipeline: stages, memory, speed-up over the reference", "\n".join(body))
+    path = write_results("pipeline", "Pipeline: stages, memory, speed-up over the reference", "\n".join(body),
+                         f"_tile{args.tile_size:g}" if args.tile_size else "")
     print(path.read_text())
     return 0
 
