@@ -153,9 +153,9 @@ class SegmenterConfig:
     0: the class probability alone."""
     tile_size: float = setting(4.0, range=(0.0, 1000.0))
     """Large maps are segmented in square xy tiles of at most this edge in metres, to bound
-    memory and because each tile's embeddings are clustered on their own: fewer alike objects
-    at once give fewer merged instances, at more tiles' cost (``ssen_ros.cluster``). A cloud
-    whose xy extent fits one tile plus its margins is segmented whole. 0 never tiles."""
+    memory; smaller tiles gave better instances on multi-room maps at more tiles' cost
+    (docs/training.md, "4 m tiles"). A cloud whose xy extent fits one tile plus its margins is
+    segmented whole. 0 never tiles."""
     tile_overlap: float = setting(1.0, range=(0.0, 100.0))
     """Margin in metres that each tile adds on every side: context for the points near its
     edge, and the band where the pieces of an object cut by a tile border are matched."""

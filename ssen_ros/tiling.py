@@ -24,9 +24,8 @@ What happens at tile borders:
 - A tile instance whose points all went to other tiles' cores (a fragment the tile saw only in
   its margin) and that matched nothing disappears.
 
-Each tile's embeddings are clustered on their own, so smaller cores hand HDBSCAN fewer alike
-objects at once (``SegmenterConfig.tile_size``); at the default 4 m cores rooms are cut, and the
-merge above joins their objects again. The 1 m margin exceeds the 0.8 m cells of the UNets'
+Smaller cores gave better instances on multi-room maps (``SegmenterConfig.tile_size``); at the
+default 4 m cores rooms are cut, and the merge above joins their objects again. The 1 m margin exceeds the 0.8 m cells of the UNets'
 coarsest level at 5 cm voxels (``python -m benchmarks pipeline`` measures a tiled map's time and
 memory).
 """
