@@ -24,10 +24,10 @@ What happens at tile borders:
 - A tile instance whose points all went to other tiles' cores (a fragment the tile saw only in
   its margin) and that matched nothing disappears.
 
-Smaller cores gave better instances on multi-room maps (``SegmenterConfig.tile_size``); at the
-default 4 m cores rooms are cut, and the merge above joins their objects again. The 1 m margin exceeds the 0.8 m cells of the UNets'
-coarsest level at 5 cm voxels (``python -m benchmarks pipeline`` measures a tiled map's time and
-memory).
+Smaller tiles gave better instances on multi-room maps (``SegmenterConfig.tile_size``); at the
+default 4 m cores rooms are cut, and the merge above joins their objects again. The 1 m margin
+exceeds the 0.8 m cells of the UNets' coarsest level at 5 cm voxels (``python -m benchmarks
+pipeline`` measures a tiled map's time and memory).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What the node does to one map except publishing: serialised PointCloud2 in, labelled cloud
-(serialised), markers and instances with stable ids out. Apart from the node, so the benchmark times the
-node's own code."""
+(serialised), markers and instances with stable ids out. Apart from the node, so the benchmark
+times the node's own code."""
 from __future__ import annotations
 
 import dataclasses
