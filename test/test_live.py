@@ -157,3 +157,35 @@ def test_the_node_in_live_mode_publishes_the_whole_map_with_stable_ids(room):
     processor.reconfigure(config)  # new settings: kept tiles are stale, the next run is full
     processor(raw[1])
     assert processor.live.full_
+
+
+def test_the_processor_freezes_what_is_alive_after_its_first_map_with_outputs(room):
+    """Full collections later skip the modules and networks (``gc.freeze``), once, and not
+    before a map gave outputs (the libraries imported on first use are not loaded before)."""
+    pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup.sh for the ROS 2 wheels")
+    import gc
+
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from ssen_ros.config import NodeConfig
+    from ssen_ros.io import Cloud
+    from ssen_ros.ros.convert import cloud_message
+    from ssen_ros.ros.processing import MapError, MapProcessor
+
+    points, colors, _ = room
+    processor = MapProcessor(NodeConfig(segmenter=SegmenterConfig(device="cpu")))
+    empty, good = (serialize_message(cloud_message(Cloud(p, c), Header(frame_id="map")))
+                   for p, c in ((points[:0], colors[:0]), (points, colors)))
+    gc.unfreeze()
+    try:
+        with pytest.raises(MapError, match="no points"):
+            processor(empty)
+        assert gc.get_freeze_count() == 0
+        processor(good)
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        processor(good)
+        assert gc.get_freeze_count() <= frozen  # not frozen again (frozen objects freed leave the count)
+    finally:
+        gc.unfreeze()

@@ -4,6 +4,7 @@ times the node's own code."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
 
 import numpy as np
@@ -78,6 +79,12 @@ class MapProcessor:
 
     Everything the node does to a map except publishing, so the benchmark times the node's own
     code. Raises ``MapRejected``, ``CloudFormatError`` or ``SegmenterError`` for bad maps.
+
+    After the first map that gives outputs, the objects alive then (modules, the networks, the
+    libraries imported on first use) are moved out of the garbage collector's sight
+    (``gc.freeze``): they last as long as the process, and every full collection would
+    otherwise scan them all, a pause in the middle of a later map. Objects made later are
+    collected as before.
     """
 
     def __init__(self, config: NodeConfig):
@@ -86,6 +93,7 @@ class MapProcessor:
         self.live = LiveSegmenter(self.segmenter, config.live)
         self.tracker = IdTracker(min_iou=config.id_match_iou)
         self._tracked_call = -1  # the live segmenter's call whose instances the tracker holds
+        self._frozen = False
 
     def reconfigure(self, config: NodeConfig) -> None:
         """Apply run-time settings (``Segmenter.reconfigure`` refuses the read-only ones)."""
@@ -111,11 +119,15 @@ class MapProcessor:
         where = map_name(msg.header)
         try:
             with np.errstate(all="ignore"):  # edge cases are handled, not printed
-                return self._outputs(msg, where, start)
+                out = self._outputs(msg, where, start)
         except (MapRejected, CloudFormatError, SegmenterError) as exc:
             raise MapError(where, exc, rejected=True) from exc
         except Exception as exc:  # a bug of ours: still one line, naming the map
             raise MapError(where, exc, rejected=False) from exc
+        if not self._frozen:
+            gc.freeze()
+            self._frozen = True
+        return out
 
     def _outputs(self, msg: "PointCloud2 | SerializedCloud", where: str, start: float) -> Outputs:
         timings: dict[str, float] = {}
