@@ -61,13 +61,14 @@ def _point_rows(semantic: np.ndarray, point_ids: np.ndarray, instances: Sequence
     by_id = {i.id: i for i in instances}
     point_ids = np.asarray(point_ids, dtype=np.int64)
     top = int(ids[-1]) if len(ids) else -1
-    if top < 4 * len(point_ids) + 65536:  # ids -> ranks through a lookup table, not a search
-        rank = np.zeros(top + 2, dtype=np.int64)
-        rank[ids] = np.arange(len(ids))
-        rank = rank[point_ids]  # -1 reads the last entry; those points are not in instances
+    first = 1 + len(CLASS_COLORS)  # the instances' first row
+    if top < 4 * len(point_ids) + 65536:  # ids -> rows through a lookup table, not a search
+        rows = np.zeros(top + 2, dtype=np.int32)
+        rows[ids] = np.arange(first, first + len(ids), dtype=np.int32)
+        own = rows[point_ids]  # -1 reads the last entry; those points are not in instances
     else:
-        rank = np.searchsorted(ids, point_ids)
-    row = np.where(point_ids >= 0, 1 + len(CLASS_COLORS) + rank, np.asarray(semantic) + 1)
+        own = first + np.searchsorted(ids, point_ids)
+    row = np.where(point_ids >= 0, own, np.asarray(semantic) + 1)
     return row, [instance_color(int(i)) for i in ids], [by_id[int(i)].score for i in ids]
 
 
@@ -131,7 +132,7 @@ def labeled_cloud(points: np.ndarray, semantic: np.ndarray, point_ids: np.ndarra
     ints[:, 4] = semantic
     ints[:, 5] = point_ids
     floats[:, 6] = scores[row]
-    return bytes(raw)
+    return raw.tobytes()
 
 
 def _point(v: Sequence[float]) -> Point:

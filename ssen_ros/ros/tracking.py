@@ -196,9 +196,9 @@ def map_ids(point_instance: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
     point_instance = np.asarray(point_instance, dtype=np.int64)
     lut = np.full(int(point_instance.max(initial=-1)) + 2, -1, dtype=np.int64)
     for old, new in mapping.items():
-        if old + 1 < len(lut):
-            lut[old + 1] = new
-    return lut[point_instance + 1]
+        if 0 <= old < len(lut) - 1:
+            lut[old] = new
+    return lut[point_instance]  # -1 reads the last entry, which no id maps
 
 
 def relabel(point_instance: np.ndarray, instances: Sequence[Instance], ids: dict[int, int]
