@@ -95,24 +95,31 @@ def voxelize(points: np.ndarray, features: "np.ndarray | None" = None,
     if (extent > _MAX_EXTENT).any():
         raise ValueError(f"cloud spans {extent.astype(np.int64).tolist()} voxels of {voxel_size} m; at most "
                          f"{_MAX_EXTENT} per axis are supported: crop it or use larger voxels")
-    scaled = np.divide(points, voxel_size, dtype=np.float64)
-    rel = np.floor(scaled, out=scaled).astype(np.int64)
-    rel -= origin.astype(np.int64)
-
     # Each axis takes the bits its extent needs; when the point's index fits beside them, one
     # np.sort of key << index_bits | index gives keys and order (several times faster than
     # argsort), else argsort of the keys.
     bits = [max(int(e) - 1, 1).bit_length() for e in extent]
     index_bits = max(n - 1, 1).bit_length()
-    keys = rel[:, 0] << (bits[1] + bits[2])
-    keys |= rel[:, 1] << bits[2]
-    keys |= rel[:, 2]
+    # One axis at a time through two reused columns: an (N, 3) float64 copy of the points would
+    # be three times the memory to allocate, fault in and pass over.
+    keys = np.zeros(n, dtype=np.int64)
+    scaled = np.empty(n, dtype=np.float64)
+    rel = np.empty(n, dtype=np.int64)
+    for axis, shift in enumerate((bits[1] + bits[2], bits[2], 0)):
+        np.divide(points[:, axis], voxel_size, out=scaled, dtype=np.float64)
+        np.floor(scaled, out=scaled)
+        rel[:] = scaled  # whole numbers: the cast is exact
+        rel -= int(origin[axis])
+        rel <<= shift
+        keys |= rel
+    del scaled, rel
     if sum(bits) + index_bits <= 63:
         keys <<= index_bits
         keys |= np.arange(n, dtype=np.int64)
         keys.sort()
         order = keys & ((1 << index_bits) - 1)
-        sorted_keys = keys >> index_bits
+        keys >>= index_bits
+        sorted_keys = keys
     else:
         order = np.argsort(keys)
         sorted_keys = keys[order]
