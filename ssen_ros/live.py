@@ -173,13 +173,12 @@ class LiveSegmenter:
         rows = seg.checked_rows(points)
         pts = points[rows]
         cols = None if colors is None else np.asarray(colors)[rows]
-        semantic = np.full(len(points), -1, dtype=np.int64)
-        instance = np.full(len(points), -1, dtype=np.int64)
         if len(pts) == 0:
             self.tiles_, self.changed_, self.full_ = {}, [], True
             self.records_, self.previous_ = {}, np.zeros(0, dtype=np.int64)
             self.calls_ += 1
-            return Segmentation(semantic, instance, [], {"total": time.perf_counter() - t_start}, num_tiles=0)
+            none = _at_rows(np.zeros(0, dtype=np.int64), rows, len(points))
+            return Segmentation(none, none.copy(), [], {"total": time.perf_counter() - t_start}, num_tiles=0)
         vox = voxelize(pts, None, seg.voxel_size)
         index = vox.coords + vox.origin
         keys = voxel_keys(index)
@@ -227,9 +226,9 @@ class LiveSegmenter:
         voxel_semantic = np.full(len(vox), -1, dtype=np.int64)
         node, component, classes, scores = self._stitch(win, cells, lookups, voxel_semantic)
         inst, records, self.previous_ = tile_instances(
-            pts, node[vox.inverse], component, classes, scores, seg.config.min_instance_points, self.records_)
-        semantic[rows] = voxel_semantic[vox.inverse]
-        instance[rows] = inst
+            pts, node, component, classes, scores, seg.config.min_instance_points, self.records_, vox)
+        semantic = _at_rows(voxel_semantic[vox.inverse], rows, len(points))
+        instance = _at_rows(inst, rows, len(points))
         timings["stitch"] = time.perf_counter() - t_stitch
         timings["total"] = time.perf_counter() - t_start
         self.calls_ += 1
@@ -262,6 +261,16 @@ class LiveSegmenter:
                                np.concatenate(margin_node), np.concatenate(margin_tile),
                                np.asarray(node_tile, dtype=np.int64), len(cells), self.segmenter.background)
         return node, component, np.concatenate(classes), np.concatenate(scores)
+
+
+def _at_rows(values: np.ndarray, rows: "np.ndarray | slice", n: int) -> np.ndarray:
+    """``values`` of the segmented ``rows`` as an array over all ``n`` points, -1 at the others;
+    ``values`` itself when every row was segmented (no map-sized copy)."""
+    if isinstance(rows, slice):
+        return values
+    out = np.full(n, -1, dtype=np.int64)
+    out[rows] = values
+    return out
 
 
 def _near(index_xy: np.ndarray, cell: "tuple[int, int]", tile_size: float, margin: float,

@@ -44,7 +44,7 @@ from ssen_ros.classes import NUM_CLASSES
 from ssen_ros.config import SegmenterConfig
 from ssen_ros.instances import instance_record
 from ssen_ros.segmentation import Segmentation
-from ssen_ros.voxel import column_bounds
+from ssen_ros.voxel import Voxels, column_bounds
 
 MERGE_IOU = 0.5
 """Two tile instances are the same object when their IoU over the points both tiles segmented
@@ -223,32 +223,41 @@ def _merge(core_node: np.ndarray, core_tile: np.ndarray, margin_node: np.ndarray
 
 
 def tile_instances(points: np.ndarray, node: np.ndarray, component: np.ndarray, classes: np.ndarray,
-                   scores: np.ndarray, min_points: int, known: Optional[dict] = None
-                   ) -> "tuple[np.ndarray, list, np.ndarray]":
+                   scores: np.ndarray, min_points: int, known: Optional[dict] = None,
+                   voxels: Optional[Voxels] = None) -> "tuple[np.ndarray, list, np.ndarray]":
     """Per-point instance ids 0.. by decreasing size, their records, and per instance the id it
     had in the call that filled ``known`` (-1: new or changed), from each point's node (-1:
     none), the nodes' components, classes and scores.
 
+    With ``voxels`` (the voxels of ``points``), ``node`` is per voxel: a voxel's points share
+    its node, so sizes, class votes and scores are counted per voxel, weighted by its points,
+    and only the ids and the coordinate sums pass over every point.
+
     ``known``, when given, maps instances of an earlier call (class, score, point count and
     coordinate sums) to their records: an instance with the same ones has the same points, so
     its record is reused under its new id. It is refilled with this call's instances."""
+    weight = None if voxels is None else voxels.counts
     labelled = node >= 0
     comp = np.full(len(node), -1, dtype=np.int64)
     comp[labelled] = component[node[labelled]]
-    sizes = np.bincount(comp[labelled], minlength=len(component))
+    sizes = np.bincount(comp[labelled], None if weight is None else weight[labelled], len(component))
+    sizes = sizes.astype(np.int64)  # whole numbers either way
     ids = np.flatnonzero(sizes)
     counts = sizes[ids]
     order = np.lexsort((ids, -counts))
     ids, counts = ids[order][counts[order] >= min_points], counts[order][counts[order] >= min_points]
     remap = np.full(len(component), -1, dtype=np.int64)
     remap[ids] = np.arange(len(ids))
-    instance = np.full(len(node), -1, dtype=np.int64)
-    instance[labelled] = remap[comp[labelled]]
-    inside = instance >= 0
-    members, member_nodes = instance[inside], node[inside]
-    score_sum = np.bincount(members, weights=scores[member_nodes], minlength=len(ids))
-    votes = np.bincount(members * NUM_CLASSES + classes[member_nodes],
-                        minlength=len(ids) * NUM_CLASSES).reshape(len(ids), NUM_CLASSES)
+    unit = np.full(len(node), -1, dtype=np.int64)
+    unit[labelled] = remap[comp[labelled]]
+    inside = unit >= 0
+    members, member_nodes = unit[inside], node[inside]
+    member_weight = None if weight is None else weight[inside]
+    member_scores = scores[member_nodes] if weight is None else scores[member_nodes] * member_weight
+    score_sum = np.bincount(members, weights=member_scores, minlength=len(ids))
+    votes = np.bincount(members * NUM_CLASSES + classes[member_nodes], member_weight,
+                        len(ids) * NUM_CLASSES).reshape(len(ids), NUM_CLASSES)
+    instance = unit if voxels is None else unit[voxels.inverse]
     # Coordinate sums over all points, instance -1 in bin 0: no masked copy of each column.
     keys = list(zip(votes.argmax(1).tolist(), (score_sum / np.maximum(counts, 1)).tolist(), counts.tolist(),
                     *(np.bincount(instance + 1, weights=points[:, j], minlength=len(ids) + 1)[1:].tolist()

@@ -78,6 +78,20 @@ def test_a_few_voxels_of_noise_rerun_nothing_and_a_fallback_reruns_everything(se
     assert live.full_ and set(live.changed_) == set(live.tiles_)
 
 
+def test_points_the_segmenter_drops_are_unlabelled_and_change_nothing_else(segmenter, room):
+    points, colors, _ = room
+    config = LiveConfig(tile_size=TILE)
+    clean = LiveSegmenter(segmenter, config)(points, colors)
+    bad = np.float32([[np.nan, 0.0, 0.0], [1e9, 0.0, 0.0]])  # not finite; beyond coordinate_limit
+    live = LiveSegmenter(segmenter, config)
+    dirty = live(np.concatenate([bad, points]), np.concatenate([np.zeros((2, 3), np.uint8), colors]))
+    assert (dirty.semantic[:2] == -1).all() and (dirty.instance[:2] == -1).all()
+    assert np.array_equal(dirty.semantic[2:], clean.semantic)
+    assert np.array_equal(dirty.instance[2:], clean.instance)
+    empty = live(bad, np.zeros((2, 3), np.uint8))
+    assert (empty.semantic == -1).all() and (empty.instance == -1).all() and empty.instances == []
+
+
 def test_each_voxel_has_one_core_tile_and_windows_reach_the_margin():
     rng = np.random.default_rng(0)
     xy = rng.uniform(-3.3, 5.1, (4000, 2))
