@@ -156,7 +156,7 @@ def labels_ap(result, version: Version) -> float:
 def cache_mb(live) -> float:
     """MiB held by the kept tile results."""
     return sum(a.nbytes for r in live.tiles_.values()
-               for a in (r.keys, r.semantic, r.instance, r.classes, r.scores)) / 2**20
+               for a in (r.keys, r.semantic, r.instance, r.classes, r.scores, r.rank)) / 2**20
 
 
 def on_worker(fn: Callable[[], T]) -> T:

@@ -16,7 +16,8 @@ For each map:
    SLAM shifted by more than a voxel changes both). With ``change_margin`` below the margin,
    only the voxels within ``change_margin`` of the tile's core count. Each tile is compared with
    its own last run, not with the last map, so small changes add up until they count. Changes
-   inside occupied voxels (colour, more points) do not count.
+   inside occupied voxels (colour, more points) do not count. A window with its last run's
+   voxel count and hash (:func:`window_hashes`) is unchanged without comparing voxel by voxel.
 2. **Re-run** the changed tiles: both networks and the clustering on the points of their windows.
    When they hold more than ``full_share`` of all windows' voxels, every tile re-runs.
 3. **Stitch** every tile, re-run or kept, as the tiling does: a voxel takes its labels from its
@@ -60,13 +61,16 @@ _CELL_OFFSET = 1 << 30  # tile cells are packed as (x + offset) << 32 | (y + off
 class TileResult:
     """One tile's last run, per voxel of its window: ``keys`` (sorted, :func:`voxel_keys`),
     ``semantic`` class and tile-local ``instance`` (-1: none); per instance its ``classes`` and
-    ``scores``."""
+    ``scores``; ``rank``, where each voxel of the window, in the window's order, is in ``keys``,
+    and ``window_hash``, the window's :func:`window_hashes`."""
 
     keys: np.ndarray
     semantic: np.ndarray
     instance: np.ndarray
     classes: np.ndarray
     scores: np.ndarray
+    rank: np.ndarray
+    window_hash: int
 
 
 def voxel_keys(index: np.ndarray) -> np.ndarray:
@@ -74,6 +78,19 @@ def voxel_keys(index: np.ndarray) -> np.ndarray:
     map spans (``voxelize`` rejects wider clouds), so keys are unique within a map."""
     index = np.asarray(index, dtype=np.int64) & _MASK
     return (index[:, 0] << (2 * _BITS)) | (index[:, 1] << _BITS) | index[:, 2]
+
+
+def window_hashes(keys: np.ndarray, voxels: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """A 64-bit hash per window of the set of its voxel ``keys``: the wrapping sum of each key's
+    mix (splitmix64's finaliser), so equal sets hash alike in any order, and two different sets
+    alike only by a 64-bit collision."""
+    h = keys.astype(np.uint64)
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return np.add.reduceat(h[voxels], starts[:-1]) if len(voxels) else np.zeros(0, dtype=np.uint64)
 
 
 @dataclass(frozen=True)
@@ -187,17 +204,22 @@ class LiveSegmenter:
                            seg.config.tile_overlap, np.append(0, column))
         cells = [(int(x), int(y)) for x, y in win.tiles]
         sizes = np.diff(win.starts)
-        # Where each window voxel is in its tile's last result (kept tiles reuse it to stitch).
-        lookups = [_lookup(last[cell].keys, keys[win.window(t)]) if cell in last else None
+        hashes = window_hashes(keys, win.voxels, win.starts)
+        # Where each window voxel is in its tile's last result (kept tiles reuse it to stitch),
+        # and which are there: a window with the same voxels as last time has them in the same
+        # order (the map's voxel order), so its last rank serves without a search.
+        lookups = [None if cell not in last else
+                   (last[cell].rank, slice(None)) if _unchanged(last[cell], hashes[t], sizes[t]) else
+                   _lookup(last[cell].keys, keys[win.window(t)])
                    for t, cell in enumerate(cells)]
         margin = min(config.change_margin, seg.config.tile_overlap)
         if margin < seg.config.tile_overlap:
-            counted = [None if found is None else
+            counted = [None if found is None else 0 if isinstance(found[1], slice) else
                        _near_changes(last[cell].keys, found[1], index[win.window(t)], cell,
                                      config.tile_size, margin, seg.voxel_size)
                        for t, (cell, found) in enumerate(zip(cells, lookups))]
         else:  # the whole window
-            counted = [None if found is None else
+            counted = [None if found is None else 0 if isinstance(found[1], slice) else
                        len(last[cell].keys) + sizes[t] - 2 * int(np.count_nonzero(found[1]))
                        for t, (cell, found) in enumerate(zip(cells, lookups))]
         changed = np.array([n is None or n > config.changed_voxels for n in counted], dtype=bool)
@@ -220,8 +242,8 @@ class LiveSegmenter:
                     timings[stage] = timings.get(stage, 0.0) + seconds
             num_voxels += result.num_voxels
             num_foreground += result.num_foreground_voxels
-            self.tiles_[cells[t]], rank = _tile_result(result, keys[window], vox.inverse[idx], window)
-            lookups[t] = (rank, np.ones(len(window), dtype=bool))
+            self.tiles_[cells[t]] = _tile_result(result, keys[window], vox.inverse[idx], window, int(hashes[t]))
+            lookups[t] = (self.tiles_[cells[t]].rank, slice(None))
         t_stitch = time.perf_counter()
         voxel_semantic = np.full(len(vox), -1, dtype=np.int64)
         node, component, classes, scores = self._stitch(win, cells, lookups, voxel_semantic)
@@ -296,6 +318,11 @@ def _near_changes(last_keys: np.ndarray, found: np.ndarray, index: np.ndarray, c
     return int(np.count_nonzero(last_near)) + int(np.count_nonzero(near)) - 2 * int(np.count_nonzero(near & found))
 
 
+def _unchanged(result: TileResult, window_hash: int, size: int) -> bool:
+    """Whether a window holds the voxels of ``result``'s run: same count and hash."""
+    return len(result.keys) == size and result.window_hash == window_hash
+
+
 def _lookup(a: np.ndarray, b: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
     """Where each of ``b`` is in ``a`` (sorted, not empty), and whether it is there. With both
     distinct, ``len(a) + len(b) - 2 * found.sum()`` keys are in one but not both."""
@@ -304,9 +331,9 @@ def _lookup(a: np.ndarray, b: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
 
 
 def _tile_result(result: Segmentation, window_keys: np.ndarray, point_voxel: np.ndarray,
-                 window: np.ndarray) -> "tuple[TileResult, np.ndarray]":
+                 window: np.ndarray, window_hash: int) -> TileResult:
     """A tile's per-point result as per-voxel labels (a voxel's points share them), with its
-    instances renumbered 0..K-1, sorted by key; and where each window voxel went in it."""
+    instances renumbered 0..K-1, sorted by key, and where each window voxel went in it."""
     local = np.full(int(window.max()) + 1, -1, dtype=np.int64)
     local[window] = np.arange(len(window))
     at = local[point_voxel]
@@ -318,8 +345,8 @@ def _tile_result(result: Segmentation, window_keys: np.ndarray, point_voxel: np.
     instance = np.full(len(window), -1, dtype=np.int32)
     instance[at] = renumber[result.instance]
     order = np.argsort(window_keys)
-    rank = np.empty(len(order), dtype=np.int64)
+    rank = np.empty(len(order), dtype=np.int32)
     rank[order] = np.arange(len(order))
     return TileResult(window_keys[order], semantic[order], instance[order],
                       np.array([r.class_id for r in result.instances], dtype=np.int64),
-                      np.array([r.score for r in result.instances], dtype=np.float64)), rank
+                      np.array([r.score for r in result.instances], dtype=np.float64), rank, window_hash)

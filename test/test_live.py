@@ -6,7 +6,7 @@ import pytest
 
 from ssen_ros.config import LiveConfig, SegmenterConfig
 from ssen_ros.synthetic.generate import generate_scene
-from ssen_ros.live import LiveSegmenter, tile_windows
+from ssen_ros.live import LiveSegmenter, tile_windows, window_hashes
 from ssen_ros.segmenter import Segmenter
 
 TILE = 1.5
@@ -90,6 +90,30 @@ def test_points_the_segmenter_drops_are_unlabelled_and_change_nothing_else(segme
     assert np.array_equal(dirty.instance[2:], clean.instance)
     empty = live(bad, np.zeros((2, 3), np.uint8))
     assert (empty.semantic == -1).all() and (empty.instance == -1).all() and empty.instances == []
+
+
+def test_window_hashes_follow_the_set_of_voxels_not_their_order():
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 1 << 62, 1000)
+    voxels = np.concatenate([np.arange(400), rng.permutation(400), np.arange(400, 1000)])
+    starts = np.array([0, 400, 800, 1400])
+    first, shuffled, other = window_hashes(keys, voxels, starts)
+    assert first == shuffled != other
+    moved = keys.copy()
+    moved[[3, 4]] += [1, -1]  # one voxel a step forwards, one back: the key sum stays
+    assert window_hashes(moved, voxels, starts)[0] != first
+
+
+def test_a_reordered_map_reruns_nothing_and_keeps_every_label(segmenter, room):
+    points, colors, _ = room
+    config = LiveConfig(tile_size=TILE, changed_voxels=0)
+    live = LiveSegmenter(segmenter, config)
+    before = live(points, colors)
+    order = np.random.default_rng(1).permutation(len(points))
+    after = live(points[order], colors[order])
+    assert live.changed_ == []
+    assert np.array_equal(after.semantic, before.semantic[order])
+    assert np.array_equal(after.instance, before.instance[order])
 
 
 def test_each_voxel_has_one_core_tile_and_windows_reach_the_margin():
