@@ -213,15 +213,20 @@ class LiveSegmenter:
                    _lookup(last[cell].keys, keys[win.window(t)])
                    for t, cell in enumerate(cells)]
         margin = min(config.change_margin, seg.config.tile_overlap)
-        if margin < seg.config.tile_overlap:
-            counted = [None if found is None else 0 if isinstance(found[1], slice) else
-                       _near_changes(last[cell].keys, found[1], index[win.window(t)], cell,
+
+        def count_changes(t: int, cell: "tuple[int, int]", found) -> "int | None":
+            """Voxels added or removed in tile t's window (within ``margin`` of its core) since
+            its last run; None when it has none."""
+            if found is None:
+                return None
+            if isinstance(found[1], slice):  # the same voxels
+                return 0
+            if margin < seg.config.tile_overlap:
+                return _near_changes(last[cell].keys, found[1], index[win.window(t)], cell,
                                      config.tile_size, margin, seg.voxel_size)
-                       for t, (cell, found) in enumerate(zip(cells, lookups))]
-        else:  # the whole window
-            counted = [None if found is None else 0 if isinstance(found[1], slice) else
-                       len(last[cell].keys) + sizes[t] - 2 * int(np.count_nonzero(found[1]))
-                       for t, (cell, found) in enumerate(zip(cells, lookups))]
+            return len(last[cell].keys) + sizes[t] - 2 * int(np.count_nonzero(found[1]))
+
+        counted = [count_changes(t, cell, found) for t, (cell, found) in enumerate(zip(cells, lookups))]
         changed = np.array([n is None or n > config.changed_voxels for n in counted], dtype=bool)
         if sizes[changed].sum() > config.full_share * sizes.sum():
             changed[:] = True
