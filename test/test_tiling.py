@@ -14,7 +14,8 @@ from ssen_ros.synthetic.scan import scan_room
 from ssen_ros.instances import instance_record
 from ssen_ros.segmentation import Segmentation
 from ssen_ros.segmenter import Segmenter
-from ssen_ros.tiling import TileBudgetError, segment_tiled, tile_grid
+from ssen_ros.tiling import TileBudgetError, segment_tiled, tile_grid, tile_instances
+from ssen_ros.voxel import voxelize
 
 BACKGROUND = [CLASS_NAMES.index("wall"), CLASS_NAMES.index("floor")]
 
@@ -195,3 +196,20 @@ def test_segmenter_tiles_wide_maps_automatically(tmp_path, city, one_thread):
         assert r.point_count == int((tiled.instance == r.id).sum())
     # Far from any tile border the networks see the same neighbourhood, so most labels agree.
     assert (tiled.semantic == whole.semantic).mean() > 0.8
+
+
+def test_instances_counted_per_voxel_equal_those_counted_per_point():
+    """``tile_instances`` with the map's voxels (node per voxel, as the live path calls it) gives
+    the per-point call's instances and records, scores up to rounding."""
+    rng = np.random.default_rng(3)
+    points = rng.uniform(0, 4, (20000, 3)).astype(np.float32)
+    vox = voxelize(points, None, 0.25)
+    node = rng.integers(-1, 40, len(vox))                     # tile instances per voxel
+    component = rng.integers(0, 25, 40)                       # after the border merges
+    classes, scores = rng.integers(0, len(CLASS_NAMES), 40), rng.uniform(0.1, 1.0, 40)
+    by_point = tile_instances(points, node[vox.inverse], component, classes, scores, 30, {})
+    by_voxel = tile_instances(points, node, component, classes, scores, 30, {}, vox)
+    assert np.array_equal(by_voxel[0], by_point[0]) and len(by_point[1]) > 5
+    for a, b in zip(by_voxel[1], by_point[1]):
+        assert (a.id, a.class_id, a.point_count, a.aabb_size) == (b.id, b.class_id, b.point_count, b.aabb_size)
+        assert a.score == pytest.approx(b.score, rel=1e-12)
