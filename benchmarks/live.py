@@ -155,8 +155,8 @@ def labels_ap(result, version: Version) -> float:
 
 def cache_mb(live) -> float:
     """MiB held by the kept tile results."""
-    return sum(a.nbytes for r in live.tiles_.values()
-               for a in (r.keys, r.semantic, r.instance, r.classes, r.scores, r.rank)) / 2**20
+    return sum(a.nbytes for r in live.tiles_.values() for a in vars(r).values()
+               if isinstance(a, np.ndarray)) / 2**20
 
 
 def on_worker(fn: Callable[[], T]) -> T:
