@@ -47,7 +47,7 @@ import numpy as np
 
 from ssen_ros.config import LiveConfig
 from ssen_ros.instances import Instance
-from ssen_ros.segmentation import Segmentation
+from ssen_ros.segmentation import Segmentation, label_points_by_instance
 from ssen_ros.segmenter import Segmenter
 from ssen_ros.tiling import join_tiles, stable_argsort, tile_instances
 from ssen_ros.voxel import voxelize
@@ -256,6 +256,7 @@ class LiveSegmenter:
             pts, node, component, classes, scores, seg.config.min_instance_points, self.records_, vox)
         semantic = _at_rows(voxel_semantic[vox.inverse], rows, len(points))
         instance = _at_rows(inst, rows, len(points))
+        label_points_by_instance(semantic, instance, records)
         timings["stitch"] = time.perf_counter() - t_stitch
         timings["total"] = time.perf_counter() - t_start
         self.calls_ += 1

@@ -27,3 +27,17 @@ class Segmentation:
     """Tiles the cloud was segmented in (``ssen_ros.tiling``); voxel counts are summed over them."""
     num_beyond_limit: int = 0
     """Finite points dropped for lying beyond ``coordinate_limit`` (labelled -1)."""
+
+
+def label_points_by_instance(semantic: np.ndarray, instance: np.ndarray, instances: list[Instance]) -> None:
+    """Every point of an instance takes the instance's class, in place; other points keep theirs.
+
+    A cluster's label is the semantic network's (paper §III), by the majority vote of its voxels
+    (``ssen_ros.instances``): this makes the per-point labels say the same, so the labelled cloud
+    agrees with the object list and a cluster's stray votes for other classes do not remain."""
+    if not instances:
+        return
+    ids = np.array([r.id for r in instances], dtype=np.int64)
+    lut = np.full(int(ids.max()) + 2, -1, dtype=semantic.dtype)  # lut[0]: points in no instance
+    lut[ids + 1] = [r.class_id for r in instances]
+    np.copyto(semantic, lut[instance + 1], where=instance >= 0)

@@ -22,7 +22,7 @@ from ssen_ros.config import ClusterConfig, ConfigError, Device, SegmenterConfig,
 from ssen_ros.features import colors_to_features, with_coordinates
 from ssen_ros.instances import make_instances
 from ssen_ros.rotations import rotation_z
-from ssen_ros.segmentation import Segmentation
+from ssen_ros.segmentation import Segmentation, label_points_by_instance
 from ssen_ros.sparse import SparseTensor, use_cpu_threads
 from ssen_ros.tiling import TileBudgetError, segment_tiled, tile_grid
 from ssen_ros.voxel import column_bounds, voxelize
@@ -101,6 +101,7 @@ class Segmenter:
         else:
             result = segment_tiled(self.segment_tile, points, colors, grid, self.background,
                                    self.config.min_instance_points, progress)
+        label_points_by_instance(result.semantic, result.instance, result.instances)
         result.num_beyond_limit = self._beyond_limit(points, rows)
         result.timings["total"] = time.perf_counter() - t_start
         return result

@@ -5,6 +5,8 @@ import torch
 
 from ssen_ros import checkpoint
 from ssen_ros.config import ClusterConfig, SegmenterConfig
+from ssen_ros.instances import Instance
+from ssen_ros.segmentation import label_points_by_instance
 from ssen_ros.segmenter import Segmenter, SegmenterError, pick_device
 
 
@@ -145,3 +147,28 @@ def test_reconfigure_applies_run_time_settings_and_refuses_the_networks(weights)
         with pytest.raises(ConfigError, match=rf"{key} cannot change in a running Segmenter"):
             seg.reconfigure(replace(changed, **{key: value}))
     assert seg.config is changed
+
+
+@pytest.mark.parametrize("tile_size", [0.0, 1.5])
+def test_points_of_an_instance_carry_its_class_and_others_the_networks(weights, tile_size):
+    pts, cols = room(12000, seed=3)
+    seg = segmenter(weights, tile_size=tile_size, tile_overlap=0.5)
+    result = seg(pts, cols)
+    raw = seg.segment_tile(pts, cols)  # the same networks' labels, not yet made to agree
+    assert result.instances
+    for inst in result.instances:
+        assert (result.semantic[result.instance == inst.id] == inst.class_id).all()
+    if tile_size == 0:
+        outside = result.instance < 0
+        assert (result.semantic[outside] == raw.semantic[outside]).all()
+
+
+def test_label_points_by_instance_overrules_stray_votes_only_inside_instances():
+    semantic = np.array([1, 2, 1, 3, 3, 5, -1])
+    instance = np.array([0, 0, 0, 4, -1, 4, -1])
+    records = [Instance(0, 1, "", 0.9, 3, *[(0.0,) * 3] * 4, 0.0, (0.0,) * 3),
+               Instance(4, 3, "", 0.8, 2, *[(0.0,) * 3] * 4, 0.0, (0.0,) * 3)]
+    label_points_by_instance(semantic, instance, records)
+    assert semantic.tolist() == [1, 1, 1, 3, 3, 3, -1]
+    label_points_by_instance(semantic, np.full(7, -1), [])  # no instances: nothing changes
+    assert semantic.tolist() == [1, 1, 1, 3, 3, 3, -1]
