@@ -49,6 +49,8 @@ def test_incremental_runs_equal_full_runs_and_rerun_only_changed_tiles(segmenter
     for name, points, colors in versions(*room):
         result = live(points, colors)
         assert same(result, LiveSegmenter(segmenter, config).full(points, colors)), name
+        for inst in result.instances:  # the labelled cloud agrees with the object list
+            assert (result.semantic[result.instance == inst.id] == inst.class_id).all(), name
         runs.append((name, set(live.changed_), set(live.tiles_), result))
     (_, first, all_first, _), (_, grown, all_grown, _), (_, shifted, _, _), (_, moved, all_moved, _) = runs
     assert first == all_first and grown < all_grown  # tiles far from the new half are kept

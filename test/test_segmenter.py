@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ssen_ros import checkpoint
+from ssen_ros.classes import NUM_CLASSES
 from ssen_ros.config import ClusterConfig, SegmenterConfig
 from ssen_ros.instances import Instance
 from ssen_ros.segmentation import label_points_by_instance
@@ -153,14 +154,22 @@ def test_reconfigure_applies_run_time_settings_and_refuses_the_networks(weights)
 def test_points_of_an_instance_carry_its_class_and_others_the_networks(weights, tile_size):
     pts, cols = room(12000, seed=3)
     seg = segmenter(weights, tile_size=tile_size, tile_overlap=0.5)
+
+    def striped(centers, coords, features):  # class 5 or 6 by 10 cm stripes: every cluster mixes them
+        probs = np.zeros((len(centers), NUM_CLASSES))
+        probs[np.arange(len(centers)), 5 + (np.floor(centers[:, 0] * 10) % 2).astype(int)] = 1.0
+        return probs
+
+    seg._semantic_probs = striped
     result = seg(pts, cols)
-    raw = seg.segment_tile(pts, cols)  # the same networks' labels, not yet made to agree
+    raw = seg.segment_tile(pts, cols)  # the same labels, not yet made to agree
     assert result.instances
     for inst in result.instances:
         assert (result.semantic[result.instance == inst.id] == inst.class_id).all()
     if tile_size == 0:
         outside = result.instance < 0
         assert (result.semantic[outside] == raw.semantic[outside]).all()
+        assert (result.semantic[~outside] != raw.semantic[~outside]).any()  # stray votes overruled
 
 
 def test_label_points_by_instance_overrules_stray_votes_only_inside_instances():
