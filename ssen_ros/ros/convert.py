@@ -6,11 +6,11 @@ transformer, rviz_default_plugins' point_cloud_transformers.cpp), ``label`` (INT
 id, -1 none; an instance's points carry its class), ``instance`` (INT32 stable instance id, -1
 none) and ``score`` (FLOAT32, the instance's score, 0 outside instances). Points are coloured by
 instance (one colour per stable id, the same the markers use), background points by their class
-colour (ScanNet palette), and unlabelled points (outside the crop box) grey. It is returned serialised (CDR, ``io.cdr``), as
-rclpy's ``Publisher.publish`` sends bytes as they are (``publish_raw``) instead of converting a
-message to C and serialising it. Other clouds are ``ssen_ros.io.pointcloud2``'s pieces copied
-into rclpy messages. ``qos_profile`` turns the QoS parameter strings (shared by the node and
-the player) into an rclpy profile.
+colour (ScanNet palette), and unlabelled points (outside the crop box) grey. It is returned
+serialised (CDR, ``io.cdr``), as rclpy's ``Publisher.publish`` sends bytes as they are
+(``publish_raw``) instead of converting a message to C and serialising it. Other clouds are
+``ssen_ros.io.pointcloud2``'s pieces copied into rclpy messages. ``qos_profile`` turns the QoS
+parameter strings (shared by the node and the player) into an rclpy profile.
 """
 from __future__ import annotations
 
