@@ -13,7 +13,7 @@ from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from ssen_ros.instances import Instance  # noqa: E402
-from ssen_ros.ros.convert import instance_color, labeled_cloud  # noqa: E402
+from ssen_ros.ros.convert import LabeledCloudEncoder, instance_color  # noqa: E402
 from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2  # noqa: E402
 from ssen_ros.ros.markers import MIN_EXTENT, TEXT_GAP, instance_markers  # noqa: E402
 
@@ -79,7 +79,7 @@ def test_axis_aligned_boxes_when_not_oriented_and_flat_instances_get_a_minimum_e
 def test_markers_have_the_labelled_clouds_instance_colours():
     instances = [chair(7), chair(12)]
     points = np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]], dtype=np.float32)
-    raw = labeled_cloud(points, np.array([4, 4, 1]), np.array([7, 12, -1]), instances, header())
+    raw = LabeledCloudEncoder()(points, np.array([4, 4, 1]), np.array([7, 12, -1]), instances, header())
     cloud = cloud_from_pointcloud2(deserialize_message(raw, PointCloud2))
     markers = instance_markers(instances, header()).markers[1:]
     for m in markers:

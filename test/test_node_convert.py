@@ -15,7 +15,7 @@ from std_msgs.msg import Header  # noqa: E402
 from ssen_ros.classes import CLASS_COLORS  # noqa: E402
 from ssen_ros.instances import Instance  # noqa: E402
 from ssen_ros.io.pointcloud2 import FLOAT32, INT32, cloud_from_pointcloud2  # noqa: E402
-from ssen_ros.ros.convert import instance_array, instance_color, labeled_cloud, qos_profile  # noqa: E402
+from ssen_ros.ros.convert import LabeledCloudEncoder, instance_array, instance_color, qos_profile  # noqa: E402
 
 
 def _record(inst_id, class_id=4, score=0.75):
@@ -30,7 +30,7 @@ def test_labeled_cloud_layout_values_and_colours():
     scores = np.array([0, 0.75, 0.75, 0.5, 0], dtype=np.float32)
     header = Header(frame_id="map")
     header.stamp.sec, header.stamp.nanosec = 12, 34
-    raw = labeled_cloud(points, semantic, point_ids, [_record(12, score=0.5), _record(7)], header)
+    raw = LabeledCloudEncoder()(points, semantic, point_ids, [_record(12, score=0.5), _record(7)], header)
     assert isinstance(raw, bytes)  # what Publisher.publish sends as it is
     msg = deserialize_message(raw, PointCloud2)
     layout = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
@@ -42,7 +42,7 @@ def test_labeled_cloud_layout_values_and_colours():
     assert not msg.is_bigendian and msg.is_dense
     back = cloud_from_pointcloud2(msg)
     np.testing.assert_array_equal(back.points, points)
-    assert back.fields["label"].tolist() == semantic.tolist()
+    assert back.fields["label"].tolist() == [1, 4, 4, 4, -1]  # an instance's points carry its class
     assert back.fields["instance"].tolist() == point_ids.tolist()
     np.testing.assert_array_equal(back.fields["score"], scores)
     assert back.colors[0].tolist() == CLASS_COLORS[1].tolist()  # background: class colour
@@ -57,18 +57,31 @@ def test_labeled_cloud_layout_values_and_colours():
 
 def test_labeled_cloud_with_no_instances_marks_every_point_minus_one():
     points = np.random.default_rng(0).uniform(0, 1, (4, 3))
-    msg = deserialize_message(labeled_cloud(points, np.array([1, 1, -1, 3]), np.full(4, -1), [],
-                                            Header(frame_id="m")), PointCloud2)
+    msg = deserialize_message(LabeledCloudEncoder()(points, np.array([1, 1, -1, 3]), np.full(4, -1), [],
+                                                    Header(frame_id="m")), PointCloud2)
     back = cloud_from_pointcloud2(msg)
     assert back.fields["instance"].tolist() == [-1] * 4 and (back.fields["score"] == 0).all()
     assert back.colors[0].tolist() == CLASS_COLORS[1].tolist() and back.colors[2].tolist() == [128] * 3
 
 
 def test_an_empty_labelled_cloud_is_a_valid_message():
-    msg = deserialize_message(labeled_cloud(np.zeros((0, 3)), np.zeros(0, int), np.zeros(0, int), [],
-                                            Header(frame_id="odom")), PointCloud2)
+    msg = deserialize_message(LabeledCloudEncoder()(np.zeros((0, 3)), np.zeros(0, int), np.zeros(0, int), [],
+                                                    Header(frame_id="odom")), PointCloud2)
     assert (msg.height, msg.width, msg.point_step, msg.row_step, len(msg.data)) == (1, 0, 28, 0, 0)
     assert [f.name for f in msg.fields] == ["x", "y", "z", "rgb", "label", "instance", "score"]
+
+
+def test_an_encoder_that_wrote_a_larger_map_writes_the_next_one_as_a_fresh_encoder_does():
+    """The encoder keeps its buffer between maps: nothing of a larger map stays in a smaller one's
+    bytes, and a larger map after it grows the buffer."""
+    rng = np.random.default_rng(1)
+    encoder = LabeledCloudEncoder()
+    for n, frame in ((50, "a_long_frame_name"), (20, "m"), (80, "map")):
+        points = rng.uniform(-5, 5, (n, 3)).astype(np.float32)
+        ids = np.where(np.arange(n) % 3 == 0, 7, -1)
+        args = (points, np.arange(n) % 5 - 1, ids, [_record(7, score=0.25)], Header(frame_id=frame))
+        ours = encoder(*args)
+        assert ours == LabeledCloudEncoder()(*args) and deserialize_message(ours, PointCloud2).width == n
 
 
 def test_instance_array_carries_every_field():

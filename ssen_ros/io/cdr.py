@@ -128,14 +128,16 @@ class _Writer:
 
 def new_pointcloud2(frame_id: str, sec: int, nanosec: int, height: int, width: int,
                     fields: "Sequence[tuple[str, int, int, int]]", is_bigendian: bool,
-                    point_step: int, row_step: int, is_dense: bool) -> "tuple[np.ndarray, memoryview]":
+                    point_step: int, row_step: int, is_dense: bool, buffer: "np.ndarray | None" = None
+                    ) -> "tuple[np.ndarray, memoryview]":
     """A serialised PointCloud2 (arguments in ``.msg`` order, ``fields`` as ``(name, offset,
     datatype, count)``) as a uint8 array, and a writable view of its ``height * row_step`` data
     bytes, zeroed.
 
-    The buffer is a numpy array, not a bytearray: numpy asks the kernel for huge pages for large
-    arrays (``madvise``; numpy's ``NUMPY_MADVISE_HUGEPAGE``), so a map-sized cloud costs fewer
-    page faults to fill. rclpy's ``Publisher.publish`` takes ``bytes`` (rclpy/publisher.py), so
+    The array is the start of ``buffer`` (uint8) when that is large enough, else a new one: a
+    caller that writes one map-sized cloud after another keeps one buffer, whose pages the
+    kernel has already mapped, where a new array of that size is faulted in page by page on
+    every call. rclpy's ``Publisher.publish`` takes ``bytes`` (rclpy/publisher.py), so
     publishing costs one plain copy (``tobytes``)."""
     w = _Writer()
     w.number("i", sec)
@@ -155,7 +157,12 @@ def new_pointcloud2(frame_id: str, sec: int, nanosec: int, height: int, width: i
     size = height * row_step
     w.number("I", size)
     start = len(w.buf)
-    buf = np.zeros(start + size + 1, dtype=np.uint8)  # the whole message: header, data, is_dense
+    total = start + size + 1  # the whole message: header, data, is_dense
+    if buffer is not None and len(buffer) >= total:
+        buf = buffer[:total]
+        buf[start:] = 0
+    else:
+        buf = np.zeros(total, dtype=np.uint8)
     buf[:start] = np.frombuffer(w.buf, dtype=np.uint8)
     buf[-1] = bool(is_dense)
     return buf, memoryview(buf)[start:start + size]

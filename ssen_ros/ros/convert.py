@@ -54,11 +54,11 @@ def instance_color(instance_id: int) -> tuple[int, int, int]:
 
 
 def _point_rows(semantic: np.ndarray, point_ids: np.ndarray, instances: Sequence[Instance]
-                ) -> "tuple[np.ndarray, list[tuple[int, int, int]], list[float]]":
+                ) -> "tuple[np.ndarray, list[Instance]]":
     """Each point's row of a small table (grey, the classes, then ``instances`` by id) and the
-    table's instance colours and scores, in that order."""
-    ids = np.array(sorted(i.id for i in instances), dtype=np.int64)
-    by_id = {i.id: i for i in instances}
+    instances of the table's rows, in that order."""
+    ordered = sorted(instances, key=lambda i: i.id)
+    ids = np.array([i.id for i in ordered], dtype=np.int64)
     point_ids = np.asarray(point_ids, dtype=np.int64)
     top = int(ids[-1]) if len(ids) else -1
     first = 1 + len(CLASS_COLORS)  # the instances' first row
@@ -68,22 +68,7 @@ def _point_rows(semantic: np.ndarray, point_ids: np.ndarray, instances: Sequence
         own = rows[point_ids]  # -1 reads the last entry; those points are not in instances
     else:
         own = first + np.searchsorted(ids, point_ids)
-    row = np.where(point_ids >= 0, own, np.asarray(semantic) + 1)
-    return row, [instance_color(int(i)) for i in ids], [by_id[int(i)].score for i in ids]
-
-
-def point_colors_and_scores(semantic: np.ndarray, point_ids: np.ndarray,
-                            instances: Sequence[Instance]) -> tuple[np.ndarray, np.ndarray]:
-    """Per point: colour (N, 3) uint8 and score (N,) float32.
-
-    Colour: the instance's colour, else the class colour, else grey (semantic -1); score: the
-    instance's, else 0. ``point_ids`` must be ids of ``instances`` or -1. One gather from a
-    small table (grey, classes, instances) does it: one pass, no masked writes.
-    """
-    row, own, own_scores = _point_rows(semantic, point_ids, instances)
-    colors = np.concatenate([[UNLABELLED_COLOR], CLASS_COLORS, np.array(own, dtype=np.uint8).reshape(-1, 3)])
-    scores = np.concatenate([np.zeros(1 + len(CLASS_COLORS)), own_scores]).astype(np.float32)
-    return colors.astype(np.uint8)[row], scores[row]
+    return np.where(point_ids >= 0, own, np.asarray(semantic) + 1), ordered
 
 
 def pointcloud2_message(parts: PointCloud2Parts, header: Header) -> PointCloud2:
@@ -106,33 +91,47 @@ LABELED_FIELDS = [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 
                   ("score", 24, FLOAT32, 1)]
 """The labelled cloud's layout: 7 little-endian 4-byte columns, no padding."""
 
+_TAIL = np.dtype([("rgb", "<u4"), ("label", "<i4"), ("instance", "<i4"), ("score", "<f4")])
+"""The labelled cloud's columns after x y z: a function of the point's table row alone."""
+_LAYOUT = np.dtype({"names": ["xyz", "tail"], "formats": [("<f4", (3,)), "V16"], "offsets": [0, 12]})
 
-def labeled_cloud(points: np.ndarray, semantic: np.ndarray, point_ids: np.ndarray,
-                  instances: Sequence[Instance], header: Header) -> bytes:
-    """The labelled cloud described in the module docstring, one row of ``len(points)`` points,
-    serialised as ``serialize_message`` would (padding aside: zero here); ``point_ids`` are the
-    stable ids of ``instances`` (or -1).
 
-    The points are written one column at a time through a numpy view of the serialised
-    buffer (``io.cdr.new_pointcloud2``), so they are not copied into a message and then
-    serialised; the buffer is returned as ``bytes``, which ``Publisher.publish`` takes."""
-    n = len(points)
-    row, own, own_scores = _point_rows(semantic, point_ids, instances)
-    table = np.concatenate([[UNLABELLED_COLOR], CLASS_COLORS, np.array(own, dtype=np.int64).reshape(-1, 3)])
-    table = table.astype(np.uint32)
-    packed = np.uint32(255 << 24) | (table[:, 0] << 16) | (table[:, 1] << 8) | table[:, 2]
-    scores = np.concatenate([np.zeros(1 + len(CLASS_COLORS)), own_scores]).astype("<f4")
-    width = len(LABELED_FIELDS)
-    raw, data = new_pointcloud2(header.frame_id, header.stamp.sec, header.stamp.nanosec, 1, n,
-                                LABELED_FIELDS, False, 4 * width, 4 * width * n, True)
-    columns = np.frombuffer(data, dtype="<u4").reshape(n, width)
-    floats, ints = columns.view("<f4"), columns.view("<i4")
-    floats[:, :3] = points
-    columns[:, 3] = packed[row]
-    ints[:, 4] = semantic
-    ints[:, 5] = point_ids
-    floats[:, 6] = scores[row]
-    return raw.tobytes()
+class LabeledCloudEncoder:
+    """``encoder(points, semantic, point_ids, instances, header) -> bytes``: the labelled cloud
+    described in the module docstring, one row of ``len(points)`` points, serialised as
+    ``serialize_message`` would (padding aside: zero here); ``point_ids`` are the stable ids of
+    ``instances`` (or -1), and a point of an instance is labelled with its class.
+
+    Everything after x y z depends only on the point's row of a small table (grey, a class, an
+    instance), so it is one 16-byte gather from that table. The points are written through a
+    numpy view of a serialised buffer (``io.cdr.new_pointcloud2``), not copied into a message and
+    then serialised, and the buffer is returned as ``bytes``, which ``Publisher.publish`` takes.
+    The encoder keeps that buffer for the next map (the largest map's size), so a map costs no
+    page faults but those of the returned ``bytes``."""
+
+    _buffer: "np.ndarray | None" = None
+
+    def __call__(self, points: np.ndarray, semantic: np.ndarray, point_ids: np.ndarray,
+                 instances: Sequence[Instance], header: Header) -> bytes:
+        n = len(points)
+        row, ordered = _point_rows(semantic, point_ids, instances)
+        colors = np.concatenate([[UNLABELLED_COLOR], CLASS_COLORS,
+                                 np.array([instance_color(i.id) for i in ordered], dtype=np.int64).reshape(-1, 3)])
+        colors = colors.astype(np.uint32)
+        tail = np.zeros(len(colors), dtype=_TAIL)
+        tail["rgb"] = np.uint32(255 << 24) | (colors[:, 0] << 16) | (colors[:, 1] << 8) | colors[:, 2]
+        tail["label"] = np.concatenate([[-1], np.arange(len(CLASS_COLORS)), [i.class_id for i in ordered]])
+        tail["instance"] = np.concatenate([np.full(1 + len(CLASS_COLORS), -1), [i.id for i in ordered]])
+        tail["score"] = np.concatenate([np.zeros(1 + len(CLASS_COLORS)), [i.score for i in ordered]])
+        raw, data = new_pointcloud2(header.frame_id, header.stamp.sec, header.stamp.nanosec, 1, n,
+                                    LABELED_FIELDS, False, 4 * len(LABELED_FIELDS),
+                                    4 * len(LABELED_FIELDS) * n, True, self._buffer)
+        if self._buffer is None or len(raw) > len(self._buffer):
+            self._buffer = raw
+        out = np.frombuffer(data, dtype=_LAYOUT)
+        out["xyz"] = points
+        out["tail"] = tail.view("V16")[row]
+        return raw.tobytes()
 
 
 def _point(v: Sequence[float]) -> Point:

@@ -20,7 +20,7 @@ from ssen_ros.io import CloudFormatError
 from ssen_ros.io.cdr import SerializedCloud, read_pointcloud2
 from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
 from ssen_ros.live import LiveSegmenter
-from ssen_ros.ros.convert import labeled_cloud
+from ssen_ros.ros.convert import LabeledCloudEncoder
 from ssen_ros.ros.markers import instance_markers
 from ssen_ros.ros.tracking import IdTracker, relabel
 from ssen_ros.segmenter import Segmenter, SegmenterError
@@ -65,7 +65,7 @@ class Outputs:
     num_points: int
     instances: list[Instance]
     cloud: bytes
-    """The labelled cloud, serialised (``ros.convert.labeled_cloud``): ``publish`` sends it as it is."""
+    """The labelled cloud, serialised (``ros.convert.LabeledCloudEncoder``): ``publish`` sends it as it is."""
     markers: MarkerArray
     timings: dict[str, float]
     """Seconds per stage, the segmenter's included, in order."""
@@ -92,6 +92,7 @@ class MapProcessor:
         self.segmenter = Segmenter(config.segmenter)
         self.live = LiveSegmenter(self.segmenter, config.live)
         self.tracker = IdTracker(min_iou=config.id_match_iou)
+        self.encode = LabeledCloudEncoder()
         self._tracked_call = -1  # the live segmenter's call whose instances the tracker holds
         self._frozen = False
 
@@ -159,7 +160,7 @@ class MapProcessor:
         self._tracked_call = self.live.calls_ if live else -1
         point_ids, instances = relabel(seg.instance, seg.instances, ids)
         lap("ids")
-        cloud_raw = labeled_cloud(cloud.points, seg.semantic, point_ids, instances, msg.header)
+        cloud_raw = self.encode(cloud.points, seg.semantic, point_ids, instances, msg.header)
         lap("encode")
         markers = instance_markers(instances, msg.header, self.config.oriented_boxes)
         lap("markers")
