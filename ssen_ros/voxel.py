@@ -50,11 +50,27 @@ class Voxels:
         return (self.coords + self.origin + 0.5) * self.voxel_size
 
 
+_BLOCK = 1024  # rows per block of column_bounds
+
+
 def column_bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column minimum and maximum of an (N, D) array with a few columns, column by column:
-    numpy's ``min(0)`` along the short axis of an (N, 3) array is several times slower."""
-    columns = a.T
-    return np.array([c.min() for c in columns]), np.array([c.max() for c in columns])
+    """Per-column minimum and maximum of an (N, D) array with a few columns (N > 0).
+
+    numpy vectorises a reduction along a row, not down a short axis (``min(0)`` of an (N, 3)
+    array is several times slower than three column passes), so a C-contiguous array is reduced
+    as (N / 1024, 1024 D) blocks of rows laid side by side, and what is left column by column."""
+    a = np.asarray(a)
+    n, d = a.shape
+    cut = n - n % _BLOCK if a.flags.c_contiguous else 0
+    lows, highs = [], []
+    if cut:
+        blocks = a[:cut].reshape(-1, _BLOCK * d)
+        lows.append(blocks.min(0).reshape(_BLOCK, d).min(0))
+        highs.append(blocks.max(0).reshape(_BLOCK, d).max(0))
+    if cut < n:
+        lows.append(np.array([c.min() for c in a[cut:].T]))
+        highs.append(np.array([c.max() for c in a[cut:].T]))
+    return np.min(lows, axis=0), np.max(highs, axis=0)
 
 
 def voxelize(points: np.ndarray, features: "np.ndarray | None" = None,

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ssen_ros.voxel import devoxelize, voxelize
+from ssen_ros.voxel import column_bounds, devoxelize, voxelize
 
 
 def _check(points, features, voxel_size):
@@ -102,3 +102,17 @@ def test_bad_input_is_named():
         voxelize(np.zeros((2, 3)), np.zeros((3, 1)))
     with pytest.raises(ValueError, match="spans"):
         voxelize(np.array([[0.0, 0, 0], [50_000.0, 0, 0]]))
+
+
+@pytest.mark.parametrize("n", [1, 1023, 1024, 3 * 1024, 3 * 1024 + 5])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_column_bounds_are_each_columns_min_and_max(n, layout):
+    rng = np.random.default_rng(n)
+    wide = rng.normal(0, 10, (n, 6)).astype(np.float32)
+    a = np.ascontiguousarray(wide[:, :3]) if layout == "contiguous" else wide[:, ::2]
+    a[rng.integers(0, n), 1] = 1e6  # an extreme anywhere, the leftover rows included
+    low, high = column_bounds(a)
+    np.testing.assert_array_equal(low, a.min(0))
+    np.testing.assert_array_equal(high, a.max(0))
+    a[n // 2, 2] = np.nan  # a non-finite value shows in its column's bounds, as voxelize needs
+    assert np.isnan(column_bounds(a)[0][2]) and np.isnan(column_bounds(a)[1][2])
