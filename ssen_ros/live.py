@@ -235,11 +235,18 @@ class LiveSegmenter:
         self.tiles_ = {cell: last[cell] for t, cell in enumerate(cells) if not changed[t]}
         self.changed_ = [cells[t] for t in np.flatnonzero(changed)]
         num_voxels = num_foreground = 0
-        for t in np.flatnonzero(changed):
+        reruns = np.flatnonzero(changed)
+        # The points of any re-run window, found in one pass over the map; each window's points
+        # are then picked from these.
+        inside = np.zeros(len(vox), dtype=bool)
+        inside[np.concatenate([np.zeros(0, dtype=np.int64)] + [win.window(t) for t in reruns])] = True
+        candidates = np.flatnonzero(inside[vox.inverse])
+        candidate_voxel = vox.inverse[candidates]
+        for t in reruns:
             window = win.window(t)
-            inside = np.zeros(len(vox), dtype=bool)
+            inside[:] = False
             inside[window] = True
-            idx = np.flatnonzero(inside[vox.inverse])
+            idx = candidates[inside[candidate_voxel]]
             # As segment_tiled's tiles (records without geometry); these points are all in the crop.
             result = seg._segment(pts[idx], None if cols is None else cols[idx], False, slice(None), False)
             for stage, seconds in result.timings.items():
