@@ -173,11 +173,14 @@ def test_written_cloud_round_trips_a_coloured_cloud():
     np.testing.assert_array_equal(back.fields["label"], cloud.fields["label"])
 
 
-def test_a_given_buffer_is_written_in_place_and_its_old_bytes_cleared():
+def test_a_given_buffer_is_written_in_place_and_its_data_left_to_the_caller():
     buffer = np.full(1000, 0xAB, dtype=np.uint8)
     raw, data = new_pointcloud2("map", 1, 2, 2, 3, XYZ, False, 12, 36, True, buffer)
-    assert np.shares_memory(raw, buffer) and not any(data)
-    assert bytes(raw) == bytes(new_pointcloud2("map", 1, 2, 2, 3, XYZ, False, 12, 36, True)[0])
+    assert np.shares_memory(raw, buffer) and len(data) == 72 and bytes(data) == b"\xab" * 72
+    data[:] = bytes(range(72))  # the caller writes every data byte
+    fresh, fresh_data = new_pointcloud2("map", 1, 2, 2, 3, XYZ, False, 12, 36, True)
+    fresh_data[:] = bytes(range(72))
+    assert bytes(raw) == bytes(fresh)
     small = np.zeros(10, dtype=np.uint8)  # too small: a new array, the buffer untouched
     raw, _ = new_pointcloud2("map", 1, 2, 2, 3, XYZ, False, 12, 36, True, small)
     assert not np.shares_memory(raw, small) and not small.any()

@@ -55,6 +55,22 @@ def test_labeled_cloud_layout_values_and_colours():
     assert rgb[1] & 0xFFFFFF == (r << 16) | (g << 8) | b
 
 
+def test_labeled_cloud_with_ids_carries_the_mapped_ids():
+    """The node passes the segmenter's ids and the tracker's mapping: the bytes are those of the
+    cloud written from points and records already carrying the stable ids."""
+    points = np.random.default_rng(2).uniform(0, 1, (6, 3))
+    semantic = np.array([1, 4, 4, 0, -1, 6])
+    segment_ids = np.array([-1, 0, 0, 1, -1, 2])
+    ids = {0: 7, 1: 12, 2: 3}
+    records = [_record(0), _record(1, score=0.5), _record(2, class_id=6)]
+    header = Header(frame_id="map")
+    ours = LabeledCloudEncoder()(points, semantic, segment_ids, records, header, ids)
+    stable = [_record(7), _record(12, score=0.5), _record(3, class_id=6)]
+    assert ours == LabeledCloudEncoder()(points, semantic, np.array([-1, 7, 7, 12, -1, 3]), stable, header)
+    assert cloud_from_pointcloud2(deserialize_message(ours, PointCloud2)).fields["instance"].tolist() == [
+        -1, 7, 7, 12, -1, 3]
+
+
 def test_labeled_cloud_with_no_instances_marks_every_point_minus_one():
     points = np.random.default_rng(0).uniform(0, 1, (4, 3))
     msg = deserialize_message(LabeledCloudEncoder()(points, np.array([1, 1, -1, 3]), np.full(4, -1), [],

@@ -138,12 +138,11 @@ def test_empty_runs_and_dropped_records():
     assert tracker.update(np.zeros((0, 3)), np.zeros(0, dtype=int), []) == {}
 
 
-def test_relabel_maps_points_and_records():
-    labels = np.array([-1, 0, 2, 2, 1, 5])
+def test_relabel_copies_records_with_stable_ids_and_map_ids_maps_points():
     records = [record(0, 4), record(1, 4), record(2, 6)]
-    point_ids, out = relabel(labels, records, {0: 10, 1: 7, 2: 3})
-    assert point_ids.tolist() == [-1, 10, 3, 3, 7, -1]
+    out = relabel(records, {0: 10, 1: 7, 2: 3})
     assert [r.id for r in out] == [10, 7, 3] and [r.id for r in records] == [0, 1, 2]
+    assert map_ids(np.array([-1, 0, 2, 2, 1, 5]), {0: 10, 1: 7, 2: 3}).tolist() == [-1, 10, 3, 3, 7, -1]
     assert map_ids(np.zeros(0, dtype=int), {}).shape == (0,)
 
 

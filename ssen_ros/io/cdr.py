@@ -132,12 +132,12 @@ def new_pointcloud2(frame_id: str, sec: int, nanosec: int, height: int, width: i
                     ) -> "tuple[np.ndarray, memoryview]":
     """A serialised PointCloud2 (arguments in ``.msg`` order, ``fields`` as ``(name, offset,
     datatype, count)``) as a uint8 array, and a writable view of its ``height * row_step`` data
-    bytes, zeroed.
+    bytes: zeros in a new array, whatever ``buffer`` held there otherwise.
 
     The array is the start of ``buffer`` (uint8) when that is large enough, else a new one: a
     caller that writes one map-sized cloud after another keeps one buffer, whose pages the
     kernel has already mapped, where a new array of that size is faulted in page by page on
-    every call. rclpy's ``Publisher.publish`` takes ``bytes`` (rclpy/publisher.py), so
+    every call; such a caller writes every data byte, so they are not cleared first. rclpy's ``Publisher.publish`` takes ``bytes`` (rclpy/publisher.py), so
     publishing costs one plain copy (``tobytes``)."""
     w = _Writer()
     w.number("i", sec)
@@ -160,7 +160,6 @@ def new_pointcloud2(frame_id: str, sec: int, nanosec: int, height: int, width: i
     total = start + size + 1  # the whole message: header, data, is_dense
     if buffer is not None and len(buffer) >= total:
         buf = buffer[:total]
-        buf[start:] = 0
     else:
         buf = np.zeros(total, dtype=np.uint8)
     buf[:start] = np.frombuffer(w.buf, dtype=np.uint8)

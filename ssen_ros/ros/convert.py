@@ -15,7 +15,7 @@ parameter strings (shared by the node and the player) into an rclpy profile.
 from __future__ import annotations
 
 import colorsys
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point, Vector3
@@ -97,10 +97,12 @@ _LAYOUT = np.dtype({"names": ["xyz", "tail"], "formats": [("<f4", (3,)), "V16"],
 
 
 class LabeledCloudEncoder:
-    """``encoder(points, semantic, point_ids, instances, header) -> bytes``: the labelled cloud
-    described in the module docstring, one row of ``len(points)`` points, serialised as
-    ``serialize_message`` would (padding aside: zero here); ``point_ids`` are the stable ids of
-    ``instances`` (or -1), and a point of an instance is labelled with its class.
+    """``encoder(points, semantic, point_ids, instances, header, ids=None) -> bytes``: the
+    labelled cloud described in the module docstring, one row of ``len(points)`` points,
+    serialised as ``serialize_message`` would (padding aside: zero here); ``point_ids`` are the
+    ``Instance.id`` of ``instances`` (or -1), and a point of an instance is labelled with its
+    class. ``ids`` maps those to the ids the cloud carries (the node's stable ids), so that the
+    points need no relabelling pass of their own; without it they carry their own.
 
     Everything after x y z depends only on the point's row of a small table (grey, a class, an
     instance), so it is one 16-byte gather from that table. The points are written through a
@@ -112,16 +114,18 @@ class LabeledCloudEncoder:
     _buffer: "np.ndarray | None" = None
 
     def __call__(self, points: np.ndarray, semantic: np.ndarray, point_ids: np.ndarray,
-                 instances: Sequence[Instance], header: Header) -> bytes:
+                 instances: Sequence[Instance], header: Header,
+                 ids: "Mapping[int, int] | None" = None) -> bytes:
         n = len(points)
         row, ordered = _point_rows(semantic, point_ids, instances)
+        shown = [i.id if ids is None else ids[i.id] for i in ordered]
         colors = np.concatenate([[UNLABELLED_COLOR], CLASS_COLORS,
-                                 np.array([instance_color(i.id) for i in ordered], dtype=np.int64).reshape(-1, 3)])
+                                 np.array([instance_color(i) for i in shown], dtype=np.int64).reshape(-1, 3)])
         colors = colors.astype(np.uint32)
         tail = np.zeros(len(colors), dtype=_TAIL)
         tail["rgb"] = np.uint32(255 << 24) | (colors[:, 0] << 16) | (colors[:, 1] << 8) | colors[:, 2]
         tail["label"] = np.concatenate([[-1], np.arange(len(CLASS_COLORS)), [i.class_id for i in ordered]])
-        tail["instance"] = np.concatenate([np.full(1 + len(CLASS_COLORS), -1), [i.id for i in ordered]])
+        tail["instance"] = np.concatenate([np.full(1 + len(CLASS_COLORS), -1), shown])
         tail["score"] = np.concatenate([np.zeros(1 + len(CLASS_COLORS)), [i.score for i in ordered]])
         raw, data = new_pointcloud2(header.frame_id, header.stamp.sec, header.stamp.nanosec, 1, n,
                                     LABELED_FIELDS, False, 4 * len(LABELED_FIELDS),

@@ -158,9 +158,9 @@ class MapProcessor:
                 if live and self.live.calls_ == self._tracked_call + 1 else None)
         ids = self.tracker.update(cloud.points, seg.instance, seg.instances, same)
         self._tracked_call = self.live.calls_ if live else -1
-        point_ids, instances = relabel(seg.instance, seg.instances, ids)
+        instances = relabel(seg.instances, ids)
         lap("ids")
-        cloud_raw = self.encode(cloud.points, seg.semantic, point_ids, instances, msg.header)
+        cloud_raw = self.encode(cloud.points, seg.semantic, seg.instance, seg.instances, msg.header, ids)
         lap("encode")
         markers = instance_markers(instances, msg.header, self.config.oriented_boxes)
         lap("markers")

@@ -201,8 +201,7 @@ def map_ids(point_instance: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
     return lut[point_instance]  # -1 reads the last entry, which no id maps
 
 
-def relabel(point_instance: np.ndarray, instances: Sequence[Instance], ids: dict[int, int]
-            ) -> tuple[np.ndarray, list[Instance]]:
-    """Per-point stable ids (-1 stays -1, as do points of instances missing from ``ids``) and
-    copies of the records carrying their stable ids."""
-    return map_ids(point_instance, ids), [dataclasses.replace(i, id=ids[i.id]) for i in instances]
+def relabel(instances: Sequence[Instance], ids: dict[int, int]) -> list[Instance]:
+    """Copies of the records carrying their stable ids (the points' ids are mapped where the
+    labelled cloud is written: ``ros.convert.LabeledCloudEncoder``)."""
+    return [dataclasses.replace(i, id=ids[i.id]) for i in instances]
