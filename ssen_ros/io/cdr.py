@@ -137,8 +137,9 @@ def new_pointcloud2(frame_id: str, sec: int, nanosec: int, height: int, width: i
     The array is the start of ``buffer`` (uint8) when that is large enough, else a new one: a
     caller that writes one map-sized cloud after another keeps one buffer, whose pages the
     kernel has already mapped, where a new array of that size is faulted in page by page on
-    every call; such a caller writes every data byte, so they are not cleared first. rclpy's ``Publisher.publish`` takes ``bytes`` (rclpy/publisher.py), so
-    publishing costs one plain copy (``tobytes``)."""
+    every call; such a caller writes every data byte, so they are not cleared first. rclpy's
+    ``Publisher.publish`` takes ``bytes`` (rclpy/publisher.py), so publishing costs one plain
+    copy (``tobytes``)."""
     w = _Writer()
     w.number("i", sec)
     w.number("I", nanosec)
