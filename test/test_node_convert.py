@@ -89,15 +89,19 @@ def test_an_empty_labelled_cloud_is_a_valid_message():
 
 def test_an_encoder_that_wrote_a_larger_map_writes_the_next_one_as_a_fresh_encoder_does():
     """The encoder keeps its buffer between maps: nothing of a larger map stays in a smaller one's
-    bytes, and a larger map after it grows the buffer."""
+    bytes, a map that grew a little reuses it, and a much larger one gets a larger buffer."""
     rng = np.random.default_rng(1)
     encoder = LabeledCloudEncoder()
-    for n, frame in ((50, "a_long_frame_name"), (20, "m"), (80, "map")):
+    buffers = []
+    for n, frame in ((50, "a_long_frame_name"), (20, "m"), (80, "map"), (83, "map")):
         points = rng.uniform(-5, 5, (n, 3)).astype(np.float32)
         ids = np.where(np.arange(n) % 3 == 0, 7, -1)
         args = (points, np.arange(n) % 5 - 1, ids, [_record(7, score=0.25)], Header(frame_id=frame))
         ours = encoder(*args)
         assert ours == LabeledCloudEncoder()(*args) and deserialize_message(ours, PointCloud2).width == n
+        buffers.append(encoder._buffer)
+    # the smaller map and the map grown by 3 points reuse the buffer; 80 points outgrew it
+    assert buffers[1] is buffers[0] and buffers[2] is not buffers[1] and buffers[3] is buffers[2]
 
 
 def test_instance_array_carries_every_field():

@@ -93,6 +93,9 @@ LABELED_FIELDS = [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 
 
 _TAIL = np.dtype([("rgb", "<u4"), ("label", "<i4"), ("instance", "<i4"), ("score", "<f4")])
 """The labelled cloud's columns after x y z: a function of the point's table row alone."""
+_HEADER_BYTES = 512
+"""More than the serialised message takes besides its points and frame id (stamp, sizes, the
+seven field descriptions, CDR padding)."""
 _LAYOUT = np.dtype({"names": ["xyz", "tail"], "formats": [("<f4", (3,)), "V16"], "offsets": [0, 12]})
 
 
@@ -108,8 +111,9 @@ class LabeledCloudEncoder:
     instance), so it is one 16-byte gather from that table. The points are written through a
     numpy view of a serialised buffer (``io.cdr.new_pointcloud2``), not copied into a message and
     then serialised, and the buffer is returned as ``bytes``, which ``Publisher.publish`` takes.
-    The encoder keeps that buffer for the next map (the largest map's size), so a map costs no
-    page faults but those of the returned ``bytes``."""
+    The encoder keeps that buffer for the next map, so a map costs no page faults but those of
+    the returned ``bytes``; it is made a quarter larger than the map that needed it, so that a
+    SLAM map that grows by a few points per update keeps using it."""
 
     _buffer: "np.ndarray | None" = None
 
@@ -127,11 +131,12 @@ class LabeledCloudEncoder:
         tail["label"] = np.concatenate([[-1], np.arange(len(CLASS_COLORS)), [i.class_id for i in ordered]])
         tail["instance"] = np.concatenate([np.full(1 + len(CLASS_COLORS), -1), shown])
         tail["score"] = np.concatenate([np.zeros(1 + len(CLASS_COLORS)), [i.score for i in ordered]])
+        step = 4 * len(LABELED_FIELDS)
+        need = step * n + _HEADER_BYTES + len(header.frame_id.encode())
+        if self._buffer is None or len(self._buffer) < need:
+            self._buffer = np.empty(need + need // 4, dtype=np.uint8)  # every byte used is written
         raw, data = new_pointcloud2(header.frame_id, header.stamp.sec, header.stamp.nanosec, 1, n,
-                                    LABELED_FIELDS, False, 4 * len(LABELED_FIELDS),
-                                    4 * len(LABELED_FIELDS) * n, True, self._buffer)
-        if self._buffer is None or len(raw) > len(self._buffer):
-            self._buffer = raw
+                                    LABELED_FIELDS, False, step, step * n, True, self._buffer)
         out = np.frombuffer(data, dtype=_LAYOUT)
         out["xyz"] = points
         out["tail"] = tail.view("V16")[row]
