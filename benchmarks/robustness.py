@@ -8,6 +8,7 @@ one row each with its AP50 difference to the clean row, and writes ``benchmarks/
 from __future__ import annotations
 
 import argparse
+import math
 
 from benchmarks import weights_line, write_results
 from ssen_ros.config import SegmenterConfig
@@ -25,7 +26,7 @@ PERTURBATIONS = (
     ("10 % density", Perturbation(keep_fraction=0.1)),
     ("1.5 cm position noise", Perturbation(noise=0.015)),
     ("3 degree tilt", Perturbation(tilt_deg=3.0)),
-    ("120 m from the origin", Perturbation(offset=120.0)),
+    ("120 m from the origin", Perturbation(offset=(120.0 / math.sqrt(2.0), 120.0 / math.sqrt(2.0), 0.0))),
 )
 
 

@@ -32,8 +32,8 @@ class Perturbation:
     """Std of Gaussian position noise, metres."""
     tilt_deg: float = 0.0
     """Rotation about x, degrees, about the scene's centre."""
-    offset: float = 0.0
-    """Distance in metres the scene is moved in the xy-plane (along the diagonal)."""
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Metres the scene is moved by in x, y and z."""
     seed: int = 0
 
     def __call__(self, scene: Scene) -> Scene:
@@ -49,7 +49,7 @@ class Perturbation:
         if self.tilt_deg:
             centre = points.mean(0)
             points = (points - centre) @ rotation_x(np.deg2rad(self.tilt_deg)).T + centre
-        points[:, :2] += self.offset / np.sqrt(2.0)
+        points += self.offset
         if colors is not None and self.colors != "keep":
             features = colors.astype(np.float32) / 255.0 - 0.5
             if self.colors == "none":
