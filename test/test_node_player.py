@@ -1,5 +1,6 @@
 """The map player (ssen_ros.ros.player) as `ssen demo` runs it: a played file is segmented by a
-real node process, and the player exits cleanly when stopped between publications."""
+real node process, and the player exits cleanly when stopped between publications or while it
+waits for a subscriber."""
 from __future__ import annotations
 
 import signal
@@ -53,3 +54,19 @@ def test_player_stopped_between_publications_exits_cleanly(ros_python, tmp_path)
     player.send_signal(signal.SIGINT)
     _, err = player.communicate(timeout=30)
     assert player.returncode == 0 and "Traceback" not in err, err
+
+
+@pytest.mark.ros
+def test_player_stopped_while_waiting_for_a_subscriber_exits_promptly(ros_side, ros_python, tmp_path):
+    from ssen_ros.io.ply import write_ply
+    write_ply(tmp_path / "room.ply", synthetic_room(500, seed=13))
+    player = ros_python("-m", "ssen_ros.ros.player", str(tmp_path / "room.ply"), "--topic",
+                        "nobody_listens", "--wait", "60")
+    ros_side.spin_until(lambda: ros_side.node.count_publishers("/nobody_listens") > 0, 30,
+                        "the player's publisher")  # so it now waits for a subscriber
+    player.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    _, err = player.communicate(timeout=30)
+    assert player.returncode == 0 and "Traceback" not in err, err
+    assert time.monotonic() - t0 < 2.0
+    assert "published" not in err

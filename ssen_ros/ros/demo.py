@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import MarkerArray
 
@@ -17,6 +17,7 @@ from ssen_ros.io import Cloud
 from ssen_ros.io.pointcloud2 import cloud_from_pointcloud2
 from ssen_ros.msg import InstanceArray
 from ssen_ros.ros.convert import qos_profile
+from ssen_ros.ros.stop_signals import stop_signals
 
 
 @dataclass
@@ -44,23 +45,24 @@ def instances_from_message(array: InstanceArray) -> list[Instance]:
 
 def receive(node_name: str, node: subprocess.Popen, timeout: float) -> Optional[NodeOutputs]:
     """The three latched outputs of node ``node_name`` (process ``node``), or None when the node
-    exits, ``timeout`` seconds pass or the listener is interrupted first."""
-    rclpy.init()
+    exits, ``timeout`` seconds pass or SIGINT/SIGTERM come first."""
     got: dict = {}
-    try:
-        listener = rclpy.create_node("ssen_demo")
-        latched = qos_profile("reliable", "transient_local", 1)
-        for name, kind in (("labeled_cloud", PointCloud2), ("instances", InstanceArray),
-                           ("markers", MarkerArray)):
-            listener.create_subscription(kind, f"/{node_name}/{name}",
-                                         lambda msg, name=name: got.__setitem__(name, msg), latched)
-        deadline = time.monotonic() + timeout
-        while len(got) < 3 and time.monotonic() < deadline and node.poll() is None:
-            rclpy.spin_once(listener, timeout_sec=0.2)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return None
-    finally:
-        rclpy.try_shutdown()
+    with stop_signals() as stop:
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            listener = rclpy.create_node("ssen_demo")
+            latched = qos_profile("reliable", "transient_local", 1)
+            for name, kind in (("labeled_cloud", PointCloud2), ("instances", InstanceArray),
+                               ("markers", MarkerArray)):
+                listener.create_subscription(kind, f"/{node_name}/{name}",
+                                             lambda msg, name=name: got.__setitem__(name, msg),
+                                             latched)
+            deadline = time.monotonic() + timeout
+            while (len(got) < 3 and time.monotonic() < deadline and node.poll() is None
+                   and not stop.is_set()):
+                rclpy.spin_once(listener, timeout_sec=0.2)
+        finally:
+            rclpy.try_shutdown()
     if len(got) < 3:
         return None
     cloud_msg, array = got["labeled_cloud"], got["instances"]

@@ -7,19 +7,17 @@ library, sets the stop event from both signals first, then imports and runs the 
 """
 from __future__ import annotations
 
-import signal
-import threading
 from typing import NoReturn, Optional
+
+from ssen_ros.ros.stop_signals import stop_signals
 
 
 def main(args: Optional[list[str]] = None) -> NoReturn:
     """Run ``ssen_node`` with the stop signals caught from the first moment."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    from ssen_ros.ros.node import main as run_node  # seconds: torch, rclpy, the messages
+    with stop_signals() as stop:
+        from ssen_ros.ros.node import main as run_node  # seconds: torch, rclpy, the messages
 
-    run_node(args, stop)
+        run_node(args, stop)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
 import threading
 import time
@@ -205,25 +204,17 @@ class SsenNode(Node):
             + "".join(f"; {note}" for note in out.notes))
 
 
-def main(args: Optional[list[str]] = None, stop: Optional[threading.Event] = None) -> NoReturn:
-    """``ssen_node``: run the node until SIGINT/SIGTERM, then end the process: 0, or 1 if it
-    cannot start. ``stop`` is the event the signals set when the caller installed the handlers
-    already (``ssen_ros.ros.entry``, which catches them during the imports too); a signal that
-    that came before the node is built skips it; one while it is built ends the process with 0
-    once it is.
+def main(args: Optional[list[str]], stop: threading.Event) -> NoReturn:
+    """``ssen_node``: run the node until ``stop`` is set, then end the process: 0, or 1 if it
+    cannot start. ``ssen_ros.ros.entry`` calls it with the event SIGINT and SIGTERM set
+    (``ssen_ros.ros.stop_signals`` says why rclpy's own handlers are off); a signal that came
+    before the node is built skips it; one while it is built ends the process with 0 once it is.
 
-    The signals set an event that the spin loop checks every 0.1 s. rclpy's own handlers are
-    off: they shut the context down from the signal, and about one time in ten here the
-    executor's wait then never returned (the process hung until killed). The process ends with
-    ``os._exit`` once the node, its DDS participant and the logs are closed: Python's own
-    finalisation (mostly torch's) can take seconds on a busy machine, which would
-    break the promise to exit within 2 s, and a segmentation in progress on the worker thread is
-    abandoned rather than waited for.
+    The spin loop checks the event every 0.1 s. The process ends with ``os._exit`` once the
+    node, its DDS participant and the logs are closed: Python's own finalisation (mostly
+    torch's) can take seconds on a busy machine, which would break the promise to exit within
+    2 s, and a segmentation in progress on the worker thread is abandoned rather than waited for.
     """
-    if stop is None:
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     logger = rclpy.logging.get_logger(NODE_NAME)
     code = 0
@@ -250,6 +241,3 @@ def main(args: Optional[list[str]] = None, stop: Optional[threading.Event] = Non
     sys.stderr.flush()
     os._exit(code)
 
-
-if __name__ == "__main__":  # `python -m ssen_ros.ros.entry` also catches signals during the imports
-    main()
