@@ -11,13 +11,13 @@ from node_harness import STARTUP_TIMEOUT_S, NodeProcess, good_map, node_args, sy
 # The node, with MapProcessor.__call__ warning before it segments each map.
 WARNING_NODE = """
 import sys, warnings
-from ssen_ros.ros import node
+from ssen_ros.ros import entry, node
 segment = node.MapProcessor.__call__
 def warn_then_segment(self, raw):
     warnings.warn("a test warning while segmenting", UserWarning)
     return segment(self, raw)
 node.MapProcessor.__call__ = warn_then_segment
-node.main()
+entry.main()
 """
 
 
