@@ -5,7 +5,8 @@
 or ScanNet scene folder (``ssen_ros.io.read_cloud``), waits until something subscribes,
 publishes it ``count`` times at ``rate`` Hz with a fresh stamp each time, then keeps the
 publisher alive ``linger`` seconds (-1: until SIGINT/SIGTERM) so reliable and latched
-(transient_local) deliveries complete. SIGINT or SIGTERM at any point ends it with code 0. Remapping and other ROS arguments go after ``--ros-args``.
+(transient_local) deliveries complete. SIGINT or SIGTERM at any point ends it with code 0.
+Remapping and other ROS arguments go after ``--ros-args``.
 """
 from __future__ import annotations
 
