@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
+from ssen_ros.classes import CLASS_NAMES
 from ssen_ros.cli import main as ssen
 from ssen_ros.synthetic.furniture import FURNITURE_DIR
 from ssen_ros.synthetic.generate import SPLITS, generate_scene, preview, scene_name, split_seeds, write_scene
@@ -60,8 +61,11 @@ def test_cli_generate_then_evaluate_ground_truth_scores_one(tmp_path, capsys):
     assert (out / "test.txt").read_text().split() == ["synth20000_00", "synth20001_00"]
     assert (out / "previews" / "synth20001_00.png").is_file()
     assert ssen(["generate", str(out), "--split", "test", "--count", "1", "--start", "2",
-                 "--spacing", "0.1"]) == 0
+                 "--spacing", "0.1", "--noise-scale", "0"]) == 0
     assert (out / "test.txt").read_text().split() == ["synth20000_00", "synth20001_00", "synth20002_00"]
+    exact, noisy = read_scannet_scene(out / "synth20002_00"), read_scannet_scene(out / "synth20001_00")
+    floor = [s.cloud.points[s.semantic == CLASS_NAMES.index("floor"), 2] for s in (exact, noisy)]  # z = 0
+    assert np.abs(floor[0]).max() < 1e-6 < np.abs(floor[1]).max()      # no range noise or drift
     shutil.rmtree(out / "synth20002_00")
     for name in ("synth20000_00", "synth20001_00"):
         s = read_scannet_scene(out / name)

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", type=int, default=0, help="index of the first seed within the split")
     parser.add_argument("--room-type", choices=ROOM_TYPES, default=None, help="force one room type")
     parser.add_argument("--spacing", type=float, default=0.02, help="point spacing in metres")
+    parser.add_argument("--noise-scale", type=float, default=1.0,
+                        help="scale of the scan's geometric artefacts (range noise, pose drift, doubled "
+                             "surfaces, holes; synthetic/scan.py step 4): 0 gives exact surfaces")
     parser.add_argument("--preview", action="store_true", help="also write OUT/previews/SCENE.png")
     parser.add_argument("--preview-by", choices=("instance", "class", "rgb"), default="instance",
                         help="colouring of the preview pictures")
@@ -35,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     names = []
     for seed in seeds:
         t0 = time.perf_counter()
-        scene = generate_scene(seed, room_type=args.room_type, spacing=args.spacing)
+        scene = generate_scene(seed, room_type=args.room_type, spacing=args.spacing,
+                               noise_scale=args.noise_scale)
         folder = write_scene(args.out, scene)
         names.append(scene.name)
         line = (f"{folder}: {scene.room.room_type}, {len(scene.room.instances)} instances, "
