@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spacing", type=float, default=0.02, help="point spacing in metres")
     parser.add_argument("--noise-scale", type=float, default=1.0,
                         help="scale of the scan's geometric artefacts (range noise, pose drift, doubled "
-                             "surfaces, holes; synthetic/scan.py step 4): 0 gives exact surfaces")
+                             "surfaces, holes; synthetic/scan.py steps 3-4): 0 gives exact surfaces")
     parser.add_argument("--preview", action="store_true", help="also write OUT/previews/SCENE.png")
     parser.add_argument("--preview-by", choices=("instance", "class", "rgb"), default="instance",
                         help="colouring of the preview pictures")
