@@ -15,7 +15,8 @@ low-discrepancy sequence (M. Roberts, "The unreasonable effectiveness of quasira
 sequences", 2018), the first move zero. Where the grids fall on a scan changes the result by more
 than many settings do, and moves by fractions of a voxel alone leave the strided layers' cells
 nearly as they were and understate that (docs/real_scans.md), so the rows give the mean over
-the positions and the range. The per-class tables are those of the unmoved scans.
+the positions and the range. The per-class tables, and which classes each true class's points
+were predicted as, are those of the unmoved scans.
 """
 from __future__ import annotations
 
@@ -68,7 +69,9 @@ def main(argv: list[str]) -> int:
         print(rows[-1], flush=True)
         if tta == turns[0]:
             tables.append(f"Per class, {name} (scans not moved):\n\n```\n{runs[0].instance.table()}\n```\n\n"
-                          f"Semantic IoU per class, {name} (scans not moved): {runs[0].class_iou_line()}")
+                          f"Semantic IoU per class, {name} (scans not moved): {runs[0].class_iou_line()}\n\n"
+                          f"Where each true class's labelled points went, {name} (scans not moved):\n\n"
+                          f"{runs[0].confusion_table()}")
     body = (weights_line(args.weights, segmenter) + "\n\n"
             f"Scenes: {len(scenes)} real scans under `{args.data}` ({', '.join(p.name.split('_vert')[0] for p in scenes)}), "
             f"whole pipeline with the default settings on the CPU (and `tta_rotations` as the rows say); each input at {args.shifts} grid positions "

@@ -27,8 +27,13 @@ class Scores:
     """Mean over classes present in the ground truth of per-class IoU (points, 20 classes)."""
     instance: Result
     seconds_per_scene: float
-    class_iou: np.ndarray
-    """Per-class IoU (NaN for classes absent from the ground truth)."""
+    confusion: np.ndarray
+    """Labelled points per true class (rows) and predicted class (columns)."""
+
+    @property
+    def class_iou(self) -> np.ndarray:
+        """Per-class IoU (NaN for classes absent from the ground truth)."""
+        return class_iou(self.confusion)
 
     def summary(self) -> dict[str, float]:
         return {"mIoU": self.miou, "AP": self.instance.mean_ap, "AP50": self.instance.ap50,
@@ -44,6 +49,20 @@ class Scores:
         """``name IoU`` for each class present in the ground truth."""
         return ", ".join(f"{name} {iou:.2f}" for name, iou in zip(CLASS_NAMES, self.class_iou)
                          if not np.isnan(iou))
+
+    def confusion_table(self, top: int = 3) -> str:
+        """A markdown table: per true class, its share of the labelled points, the share predicted
+        as it, and the ``top`` classes its points were predicted as, with their shares."""
+        total = max(int(self.confusion.sum()), 1)
+        lines = ["| true class | share of points | share predicted as it | its points predicted as |",
+                 "|---|---|---|---|"]
+        for c in np.flatnonzero(self.confusion.sum(1)):
+            row = self.confusion[c]
+            picks = [k for k in np.argsort(-row, kind="stable")[:top] if row[k]]
+            went = ", ".join(f"{CLASS_NAMES[k]} {100 * row[k] / row.sum():.0f} %" for k in picks)
+            lines.append(f"| {CLASS_NAMES[c]} | {100 * row.sum() / total:.1f} % | "
+                         f"{100 * self.confusion[:, c].sum() / total:.1f} % | {went} |")
+        return "\n".join(lines)
 
 
 def table_header(first: str, extra: Sequence[str] = ()) -> str:
@@ -89,4 +108,4 @@ def score_scenes(segmenter: Segmenter, scene_folders: Sequence[Path],
                                  minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
         scenes.append((scene.semantic, scene.instance, predictions(result)))
     return Scores(semantic_miou(confusion), evaluate_scenes(scenes), elapsed / max(1, len(scene_folders)),
-                  class_iou(confusion))
+                  confusion)

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from ssen_ros.scoring import class_iou, semantic_miou
+from ssen_ros.classes import CLASS_NAMES, NUM_CLASSES
+from ssen_ros.scoring import Scores, class_iou, semantic_miou
 
 
 def test_semantic_miou_by_hand():
@@ -20,3 +21,17 @@ def test_semantic_miou_by_hand():
     confusion[1, 2] = 2  # class 2 predicted but never true: class 1's IoU falls, class 2 stays out
     assert semantic_miou(confusion) == pytest.approx((0.6 + 4 / 8) / 2)
     assert math.isnan(semantic_miou(np.zeros((3, 3), dtype=np.int64)))
+
+
+def test_confusion_table_by_hand():
+    # 20 labelled points: 10 wall (6 called wall, 3 cabinet, 1 door) and 10 bed (all called
+    # cabinet). Wall holds 50 % of the points and 30 % are called wall; cabinet is called for 65 %.
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    wall, cabinet, bed, door = (CLASS_NAMES.index(c) for c in ("wall", "cabinet", "bed", "door"))
+    confusion[wall, [wall, cabinet, door]] = [6, 3, 1]
+    confusion[bed, cabinet] = 10
+    scores = Scores(0.0, None, 0.0, confusion)
+    rows = scores.confusion_table(top=2).splitlines()[2:]
+    assert rows == ["| wall | 50.0 % | 30.0 % | wall 60 %, cabinet 30 % |",
+                    "| bed | 50.0 % | 0.0 % | cabinet 100 % |"]
+    assert scores.class_iou[wall] == pytest.approx(6 / 10)
