@@ -23,12 +23,15 @@ from ssen_ros.segmenter import Segmenter
 
 @dataclass
 class Scores:
-    miou: float
-    """Mean over classes present in the ground truth of per-class IoU (points, 20 classes)."""
     instance: Result
     seconds_per_scene: float
     confusion: np.ndarray
     """Labelled points per true class (rows) and predicted class (columns)."""
+
+    @property
+    def miou(self) -> float:
+        """Mean over classes present in the ground truth of per-class IoU (points, 20 classes)."""
+        return semantic_miou(self.confusion)
 
     @property
     def class_iou(self) -> np.ndarray:
@@ -107,5 +110,4 @@ def score_scenes(segmenter: Segmenter, scene_folders: Sequence[Path],
         confusion += np.bincount(scene.semantic[valid] * NUM_CLASSES + result.semantic[valid],
                                  minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
         scenes.append((scene.semantic, scene.instance, predictions(result)))
-    return Scores(semantic_miou(confusion), evaluate_scenes(scenes), elapsed / max(1, len(scene_folders)),
-                  confusion)
+    return Scores(evaluate_scenes(scenes), elapsed / max(1, len(scene_folders)), confusion)
