@@ -6,6 +6,7 @@ import plyfile
 import pytest
 
 from ssen_ros.classes import CLASS_NAMES, class_ids
+from ssen_ros.data.dataset import CACHE_NAME, load_scene
 from ssen_ros.io import CloudFormatError, read_cloud
 from ssen_ros.io.scannet import LABELS_TSV, read_label_map, read_scannet_scene, write_scannet_scene
 
@@ -125,6 +126,18 @@ def test_writer_round_trip(tmp_path, with_segments):
     assert {g["label"] for g in aggregation["segGroups"]} <= set(CLASS_NAMES)
     if with_segments:
         assert json.loads(files["segments"].read_text())["segIndices"] == segments.tolist()
+
+
+def test_a_scene_is_cached_in_one_whole_file_that_the_next_load_reads(tmp_path):
+    points, colors, semantic, instance = _room()
+    folder = tmp_path / "scene0001_00"
+    files = write_scannet_scene(folder, "scene0001_00", points, colors, semantic, instance)
+    first = load_scene(folder)
+    assert [p.name for p in folder.iterdir() if p.name.startswith(CACHE_NAME)] == [CACHE_NAME]
+    files["mesh"].unlink()  # read from the cache alone now
+    again = load_scene(folder)
+    for name in ("points", "colors", "semantic", "instance"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
 
 
 def test_writer_rejects_inconsistent_labels(tmp_path):

@@ -1,6 +1,7 @@
 """Training end to end on tiny rooms: checkpoints, resume, validation, NaN stop, DDP on CPU."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from ssen_ros import head_refit, train as train_module
 from ssen_ros.checkpoint import export
 from ssen_ros.config import TrainConfig, from_dict
-from ssen_ros.data.dataset import DatasetError, find_scenes
+from ssen_ros.data.dataset import CACHE_NAME, DatasetError, find_scenes
 from ssen_ros.io.scannet import write_scannet_scene
 from ssen_ros.segmenter import Segmenter
 from ssen_ros.config import SegmenterConfig
@@ -123,18 +124,54 @@ def test_empty_dataset_and_unknown_key_are_named(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+_RANK_RECORDER = """
+import sys
+import torch
+import ssen_ros.train as train
+from ssen_ros.cli import main
+
+batches = []
+draw, check = train.Trainer.batch, train.check_in_sync
+
+def recorded_batch(self):
+    batch = draw(self)
+    batches.append(float(batch["features"].double().sum()))
+    return batch
+
+def saved_then_checked(trainer):
+    # Parameters only: BatchNorm's running statistics are each rank's own until DDP broadcasts
+    # rank 0's at the next forward, so only rank 0's are saved.
+    nets = {"semantic": trainer.semantic.module, "embedding": trainer.embedding.module}  # DDP-wrapped
+    torch.save({"batches": batches, **{k: dict(n.named_parameters()) for k, n in nets.items()}},
+               f"{sys.argv[1]}/rank{trainer.rank}.pt")
+    check(trainer)
+
+train.Trainer.batch, train.check_in_sync = recorded_batch, saved_then_checked
+sys.exit(main(["train", sys.argv[2]]))
+"""
+
+
 def test_two_cpu_processes_stay_in_sync(dataset, tmp_path):
-    """DDP with the gloo backend on 2 CPU processes (issue 5: in CI); each rank draws other
-    batches, so weights that were not averaged would differ."""
+    """DDP with the gloo backend on 2 CPU processes (issue 5: in CI): each rank draws other
+    batches, and after training both hold the same parameters, tensor for tensor."""
+    data = tmp_path / "rooms"  # no scene caches yet: both ranks read the scenes and write them
+    shutil.copytree(dataset, data, ignore=shutil.ignore_patterns(CACHE_NAME))
     cfg = tmp_path / "ddp.yaml"
-    cfg.write_text(yaml.safe_dump(dict(data=str(dataset), out=str(tmp_path / "ddp"), arch="Res16UNet14S",
+    cfg.write_text(yaml.safe_dump(dict(data=str(data), out=str(tmp_path / "ddp"), arch="Res16UNet14S",
                                        voxel_size=0.1, steps=3, batch_size=1, val_every=0)))
+    recorder = tmp_path / "record_ranks.py"
+    recorder.write_text(_RANK_RECORDER)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                             "--nproc_per_node", "2", "-m", "ssen_ros.cli", "train", str(cfg)],
+                             "--nproc_per_node", "2", str(recorder), str(tmp_path), str(cfg)],
                             capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "weights identical on all 2 processes" in result.stderr
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert len(ranks[0]["batches"]) == 3 and ranks[0]["batches"] != ranks[1]["batches"]
+    for net in ("semantic", "embedding"):
+        a, b = ranks[0][net], ranks[1][net]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_class_weights_follow_frequency_to_the_minus_alpha():

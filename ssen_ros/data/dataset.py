@@ -8,6 +8,7 @@ A voxel takes the labels of one of its points (the first), as MinkowskiEngine's 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -70,7 +71,7 @@ def load_scene(folder: Path) -> Scene:
         return Scene(scene.name, scene.cloud.points, scene.cloud.colors, scene.semantic, scene.instance)
     cache = folder / CACHE_NAME
     if cache.is_file() and cache.stat().st_mtime >= max(p.stat().st_mtime for p in folder.iterdir()
-                                                          if p.name != CACHE_NAME):
+                                                          if not p.name.startswith(CACHE_NAME)):
         with np.load(cache) as z:
             return Scene(folder.name, z["points"], z["colors"], z["semantic"], z["instance"])
     scene = read_scannet_scene(folder)
@@ -78,8 +79,17 @@ def load_scene(folder: Path) -> Scene:
         raise DatasetError(f"scene {folder} has no labels (no aggregation/segments files)")
     colors = scene.cloud.colors if scene.cloud.colors is not None else np.full((len(scene.cloud), 3), 128, np.uint8)
     out = Scene(folder.name, scene.cloud.points.astype(np.float32), colors, scene.semantic, scene.instance)
-    np.savez_compressed(cache, points=out.points, colors=out.colors, semantic=out.semantic,
-                        instance=out.instance)
+    # Written whole under a name of this process's and then renamed, so that another process
+    # loading the same scene (a rank of a multi-process run) never reads half a cache; a
+    # folder we cannot write to is read without one.
+    partial = cache.with_name(f"{CACHE_NAME}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as f:
+            np.savez_compressed(f, points=out.points, colors=out.colors, semantic=out.semantic,
+                                instance=out.instance)
+        os.replace(partial, cache)
+    except OSError:
+        partial.unlink(missing_ok=True)
     return out
 
 
