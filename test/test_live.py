@@ -165,7 +165,7 @@ def test_windows_found_per_voxel_column_equal_those_found_per_voxel():
     assert all(np.array_equal(np.sort(a.window(t)), np.sort(b.window(t))) for t in range(len(a.tiles)))
 
 
-def test_the_node_in_live_mode_publishes_the_whole_map_with_stable_ids(room):
+def test_the_map_processor_in_live_mode_outputs_the_whole_map_with_stable_ids(room):
     pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup.sh for the ROS 2 wheels")
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import PointCloud2
@@ -199,7 +199,7 @@ def test_the_node_in_live_mode_publishes_the_whole_map_with_stable_ids(room):
     assert processor.live.full_
 
 
-def test_the_processor_freezes_what_is_alive_after_its_first_map_with_outputs(room):
+def test_the_processor_freezes_what_is_alive_after_its_first_map_with_outputs(room, monkeypatch):
     """Full collections later skip the modules and networks (``gc.freeze``), once, and not
     before a map gave outputs (the libraries imported on first use are not loaded before)."""
     pytest.importorskip("rclpy", reason="rclpy cannot be imported; run scripts/setup.sh for the ROS 2 wheels")
@@ -217,15 +217,21 @@ def test_the_processor_freezes_what_is_alive_after_its_first_map_with_outputs(ro
     processor = MapProcessor(NodeConfig(segmenter=SegmenterConfig(device="cpu")))
     empty, good = (serialize_message(cloud_message(Cloud(p, c), Header(frame_id="map")))
                    for p, c in ((points[:0], colors[:0]), (points, colors)))
+    freezes, real_freeze = [], gc.freeze
+
+    def counted_freeze() -> None:
+        freezes.append(1)
+        real_freeze()
+
+    monkeypatch.setattr(gc, "freeze", counted_freeze)
     gc.unfreeze()
     try:
         with pytest.raises(MapError, match="no points"):
             processor(empty)
-        assert gc.get_freeze_count() == 0
+        assert freezes == [] and gc.get_freeze_count() == 0
         processor(good)
-        frozen = gc.get_freeze_count()
-        assert frozen > 0
+        assert len(freezes) == 1 and gc.get_freeze_count() > 0
         processor(good)
-        assert gc.get_freeze_count() <= frozen  # not frozen again (frozen objects freed leave the count)
+        assert len(freezes) == 1  # not frozen again
     finally:
         gc.unfreeze()

@@ -1,7 +1,7 @@
 """What a real node process (random tiny weights) publishes for the maps it gets over DDS: a full
 run's three consistent outputs, one error line per bad map, stable ids, maps without objects,
-hostile coordinates, backpressure (newest map wins), and, ``slow``, the shipped weights finding
-a synthetic room's objects."""
+hostile coordinates, backpressure (newest map wins), live mode on a growing map, and, ``slow``,
+the shipped weights finding a synthetic room's objects."""
 from __future__ import annotations
 
 import math
@@ -18,7 +18,7 @@ from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
 from node_harness import (OUTPUT_TIMEOUT_S, PARAMS_FILE, STARTUP_TIMEOUT_S, NodeProcess,  # noqa: E402
-                          RosSide, good_map, set_parameters, synthetic_room)
+                          RosSide, good_map, node_args, set_parameters, synthetic_room)
 from ssen_ros import checkpoint  # noqa: E402
 from ssen_ros.io import Cloud  # noqa: E402
 from ssen_ros.io.pointcloud2 import FLOAT32, INT32, cloud_from_pointcloud2  # noqa: E402
@@ -220,6 +220,36 @@ def test_backpressure_newest_map_wins_and_memory_stays_flat(node, ros_side):
     # the subscription's keep-last queue in DDS before the executor took it (never seen by the
     # node; how many depends on the load, on Jazzy and Kilted alike).
     assert 0 < coalesced <= 40 - processed, f"{coalesced} coalesced, {processed} of 40 processed"
+
+
+@pytest.mark.ros
+def test_live_mode_publishes_the_whole_map_and_segments_only_the_tiles_that_changed(ros_python, ros_side,
+                                                                                    weights):
+    """A node with ``live.enabled`` gets a room's left half, then the whole room twice: each
+    labelled cloud covers every point of its map, the log line counts the tiles segmented again
+    (all, those the new half reaches, none), and the unchanged map keeps every instance and id."""
+    node = NodeProcess(ros_python, *node_args(weights, "-p", "live.enabled:=true", "-p", "live.tile_size:=1.0",
+                                              "-p", "live.full_share:=1.0", "-p", "segmenter.tile_overlap:=0.5",
+                                              "-r", "__node:=ssen_live", "-r", "map_cloud:=/live_map"))
+    node.wait_for("ready: segmenting maps", STARTUP_TIMEOUT_S)
+    ros_side.watch("ssen_live")
+    pub = ros_side.node.create_publisher(PointCloud2, "/live_map", qos_profile())
+    room = synthetic_room(6000, seed=3)
+    left = room.points[:, 0] < 2.0
+    outputs, tiles = [], []
+    for cloud in (Cloud(room.points[left], room.colors[left]), room, room):
+        header = ros_side.next_header()
+        ros_side.publish(cloud_message(cloud, header), pub)
+        out = ros_side.outputs(header)
+        assert out["labeled_cloud"].width * out["labeled_cloud"].height == len(cloud)
+        line = node.wait_for(rf"stamp {header.stamp.sec}\.\d+: .*live: \d+ of \d+ tiles segmented again")
+        tiles.append(tuple(int(n) for n in re.search(r"live: (\d+) of (\d+) tiles", line).groups()))
+        outputs.append(out)
+    (first, of_first), (grown, of_grown), (again, of_again) = tiles
+    assert first == of_first > 0 and 0 < grown < of_grown and again == 0 and of_again == of_grown
+    ids = [[(i.id, i.class_id, i.point_count) for i in out["instances"].instances] for out in outputs[1:]]
+    assert ids[0] and ids[1] == ids[0]
+    ros_side.node.destroy_publisher(pub)
 
 
 @pytest.mark.ros

@@ -71,7 +71,8 @@ class Outputs:
     """Seconds per stage, the segmenter's included, in order."""
     segmenter_seconds: float
     notes: list[str] = dataclasses.field(default_factory=list)
-    """What the log line must say about the input (no colour, points dropped)."""
+    """What the log line must say about the input (no colour, points dropped) and, in live
+    mode, how many of the map's tiles were segmented again."""
 
 
 class MapProcessor:
@@ -165,6 +166,8 @@ class MapProcessor:
         markers = instance_markers(instances, msg.header, self.config.oriented_boxes)
         lap("markers")
         notes = [] if cloud.colors is not None else [NO_COLOUR]
+        if live:
+            notes.append(f"live: {len(self.live.changed_)} of {seg.num_tiles} tiles segmented again")
         if seg.num_beyond_limit:
             notes.append(f"{seg.num_beyond_limit} points beyond segmenter.coordinate_limit="
                          f"{self.config.segmenter.coordinate_limit} m dropped")
