@@ -137,7 +137,7 @@ def test_written_bytes_equal_rclpys_serialisation(layout, frame_id):
         assert all(ours[k] == 0 for k in range(len(ours)) if ours[k] != theirs[k])
         got = same_as_rclpy(ours)  # read in place and by rclpy, the same
         back = deserialize_message(ours, PointCloud2)
-        assert back == msg and serialize_message(back) is not None
+        assert back == msg
         assert bytes(got.data) == bytes(msg.data)
 
 

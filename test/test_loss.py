@@ -82,9 +82,28 @@ def test_gradient_matches_finite_differences():
     assert torch.autograd.gradcheck(lambda e: ssen_loss(e, inst).total, (emb,))
 
 
-def test_many_instances_vectorised():
+def _loop_loss(emb: torch.Tensor, inst: torch.Tensor, config: LossConfig = LossConfig()):
+    """Eqs. 2-4 written out instance by instance and pair by pair, as printed."""
+    ids = [i for i in inst.unique().tolist() if i >= 0]
+    members = [emb[inst == i] for i in ids]
+    means = [m.mean(0) for m in members]
+    sizes = [float(len(m)) for m in members]
+    l_i = [torch.relu((m - mu).norm(dim=1) - config.delta_pull).mean() for m, mu in zip(members, means)]
+    pull = sum(s ** config.p * l for s, l in zip(sizes, l_i)) / sum(s ** config.p for s in sizes)
+    pairs = [(a, b) for a in range(len(ids)) for b in range(len(ids)) if a != b]
+    push = sum(torch.relu(2 * config.delta_push - (means[a] - means[b]).norm()) for a, b in pairs) / len(pairs)
+    return pull, push
+
+
+def test_vectorised_terms_equal_the_equations_written_out():
+    """Many instances, some of them close enough to push (means within 2 * delta_push)."""
     torch.manual_seed(2)
-    emb = torch.randn(20000, 8, requires_grad=True)
-    out = ssen_loss(emb, torch.randint(0, 100, (20000,)))
-    out.total.backward()
-    assert out.push.item() > 0 and torch.isfinite(emb.grad).all()
+    inst = torch.randint(-1, 20, (2000,))
+    centres = torch.randn(20, 8, dtype=torch.float64) * 0.6
+    emb = centres[inst.clamp_min(0)] + 0.2 * torch.randn(2000, 8, dtype=torch.float64)
+    out = ssen_loss(emb, inst)
+    pull, push = _loop_loss(emb, inst)
+    assert out.push.item() > 0 and out.pull.item() > 0
+    assert out.pull.item() == pytest.approx(pull.item(), rel=1e-9)
+    assert out.push.item() == pytest.approx(push.item(), rel=1e-9)
+    assert out.total.item() == pytest.approx(pull.item() + LossConfig().gamma * push.item(), rel=1e-9)

@@ -24,11 +24,40 @@ def room_patch(n_side: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
     return coords, feats
 
 
+def _res16unet_parameters(in_channels: int, out_channels: int, conv1_kernel: int, planes: tuple,
+                          layers: tuple, init_dim: int = 32) -> int:
+    """Parameters of MinkowskiEngine's Res16UNetBase with BasicBlocks, counted from its layer
+    table (chrischoy/SpatioTemporalSegmentation, models/res16unet.py): convolutions without bias
+    (k^3 * in * out), BatchNorm weight and bias, a 1x1 projection where a block changes width,
+    transposed stride-2 convolutions joined to the encoder's skip, a 1x1 head with bias."""
+    def blocks(width: int, planes_: int, count: int) -> "tuple[int, int]":
+        total = 0
+        for _ in range(count):
+            total += 27 * width * planes_ + 27 * planes_ * planes_ + 4 * planes_
+            if width != planes_:
+                total += width * planes_ + 2 * planes_
+            width = planes_
+        return total, width
+
+    total, width, skips = conv1_kernel ** 3 * in_channels * init_dim + 2 * init_dim, init_dim, []
+    for i in range(4):  # stride-2 convolution, then the stage
+        skips.append(width)
+        total += 8 * width * width + 2 * width
+        added, width = blocks(width, planes[i], layers[i])
+        total += added
+    for i in range(4, 8):  # transposed convolution, concatenated with the skip, then the stage
+        total += 8 * width * planes[i] + 2 * planes[i]
+        added, width = blocks(planes[i] + skips.pop(), planes[i], layers[i])
+        total += added
+    return total + width * out_channels + out_channels
+
+
 def test_res16unet34c_is_the_reference_network():
+    table = dict(planes=(32, 64, 128, 256, 256, 128, 96, 96), layers=(2, 3, 4, 6, 2, 2, 2, 2))
     net = build_network("Res16UNet34C", 3, 20, conv1_kernel=5, backend="torch")
-    assert sum(p.numel() for p in net.parameters()) == 37_856_052
+    assert sum(p.numel() for p in net.parameters()) == _res16unet_parameters(3, 20, 5, **table) == 37_856_052
     k3 = build_network("Res16UNet34C", 3, 20, backend="torch")
-    assert sum(p.numel() for p in k3.parameters()) == 37_856_052 - (125 - 27) * 3 * 32
+    assert sum(p.numel() for p in k3.parameters()) == _res16unet_parameters(3, 20, 3, **table)
     assert [len(getattr(net, f"block{i}")) for i in range(1, 9)] == [2, 3, 4, 6, 2, 2, 2, 2]
     assert [getattr(net, f"block{i}")[0].conv2.kernel.shape[-1] for i in range(1, 9)] == \
         [32, 64, 128, 256, 256, 128, 96, 96]

@@ -103,10 +103,13 @@ def test_missing_or_foreign_weights_fail_with_the_path(tmp_path):
         Segmenter(SegmenterConfig(weights=str(bad)))
 
 
-def test_cuda_request_falls_back_to_cpu_without_cuda():
+def test_cuda_request_falls_back_to_cpu_without_cuda(monkeypatch, caplog):
     import torch
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert pick_device("cuda").type == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level("WARNING", logger="ssen_ros"):
+        assert pick_device("cuda").type == "cpu"
+    assert "CUDA is not available" in caplog.text
+    assert pick_device("auto").type == "cpu"
     with pytest.raises(SegmenterError, match="device must be"):
         pick_device("tpu")
 
@@ -138,11 +141,12 @@ def test_reconfigure_applies_run_time_settings_and_refuses_the_networks(weights)
 
     from ssen_ros.config import ConfigError
     seg = segmenter(weights)
-    voxel, nets = seg.voxel_size, seg.semantic_net
+    nets = seg.semantic_net
     changed = replace(seg.config, background_classes=["wall"], cluster=ClusterConfig(min_cluster_size=50))
     seg.reconfigure(changed)
     assert seg.config is changed and seg.background == [0] and seg.semantic_net is nets
-    assert seg.clusterer.config.min_cluster_size == max(2, round(50 * (0.02 / voxel) ** 2))
+    # 50 voxels of 2 cm hold a surface that 50 * (0.02 / 0.1) ** 2 = 2 voxels of the weights' 0.1 m hold
+    assert seg.voxel_size == 0.1 and seg.clusterer.config.min_cluster_size == 2
     for key, value in (("weights", "other.pt"), ("device", "cuda"), ("backend", "minkowski"),
                        ("voxel_size", 0.1), ("threads", 3)):
         with pytest.raises(ConfigError, match=rf"{key} cannot change in a running Segmenter"):

@@ -126,7 +126,6 @@ def test_training_saves_only_input_and_weight():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         y = layer(SparseTensor(x, c)).features
     assert sorted(saved) == sorted([x.numel(), layer.kernel.numel()])
-    assert layer.kernel.numel() + x.numel() < 27 * x.numel()  # a gathered copy would be ~num_pairs rows
     y.square().sum().backward()
     assert x.grad is not None and layer.kernel.grad is not None
 

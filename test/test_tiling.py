@@ -210,6 +210,7 @@ def test_instances_counted_per_voxel_equal_those_counted_per_point():
     by_point = tile_instances(points, node[vox.inverse], component, classes, scores, 30, {})
     by_voxel = tile_instances(points, node, component, classes, scores, 30, {}, vox)
     assert np.array_equal(by_voxel[0], by_point[0]) and len(by_point[1]) > 5
+    assert len(by_voxel[1]) == len(by_point[1])
     for a, b in zip(by_voxel[1], by_point[1]):
         assert (a.id, a.class_id, a.point_count, a.aabb_size) == (b.id, b.class_id, b.point_count, b.aabb_size)
         assert a.score == pytest.approx(b.score, rel=1e-12)
