@@ -64,6 +64,19 @@ def test_wrong_topic_lists_what_is_there(tmp_path):
         read_bag_clouds(bag, "/chatter")
 
 
+def test_a_message_that_does_not_deserialize_is_named(tmp_path):
+    bag = tmp_path / "bag"
+    good = STORE.serialize_cdr(_message(_clouds()[0], 1), "sensor_msgs/msg/PointCloud2")
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        points = writer.add_connection("/map", "sensor_msgs/msg/PointCloud2", typestore=STORE)
+        writer.write(points, 10**9, good)
+        writer.write(points, 2 * 10**9, good[:40])  # cut short
+    clouds = read_bag_clouds(bag, "/map")
+    assert len(next(clouds)) == 100
+    with pytest.raises(CloudFormatError, match=r"bag /map message 1: cannot deserialize a sensor_msgs/msg/PointCloud2"):
+        next(clouds)
+
+
 def test_not_a_bag(tmp_path):
     (tmp_path / "x.mcap").write_bytes(b"nothing")
     with pytest.raises(CloudFormatError, match="not a rosbag2 bag"):

@@ -147,20 +147,42 @@ def test_bag_last_or_chosen_message_and_bag_errors(tmp_path, weights, scene, cap
 def test_bad_input_exits_2_with_the_reason(tmp_path, weights, capsys):
     (tmp_path / "cloud.xyz").write_text("0 0 0\n")
     (tmp_path / "bad.yaml").write_text("tile_sise: 3\n")
+    (tmp_path / "unclosed.yaml").write_text("crop_min: [1, 2\n")
+    (tmp_path / "garbage.pt").write_text("not torch")
+    (tmp_path / "a_file").write_text("mine")
     write_ply(tmp_path / "ok.ply", Cloud(np.zeros((10, 3), np.float32)))
+    write_ply(tmp_path / "nan.ply", Cloud(np.full((10, 3), np.nan, np.float32)))
     cases = [
         ([tmp_path / "missing.ply"], "missing.ply: no such file or folder"),
         ([tmp_path / "cloud.xyz"], "unknown cloud format '.xyz'"),
         ([tmp_path / "ok.ply", "--topic", "/map"], "--topic is for rosbag2 bags"),
         ([tmp_path / "ok.ply", "--config", tmp_path / "bad.yaml"], "unknown key(s) ['tile_sise']"),
         ([tmp_path / "ok.ply", "--weights", tmp_path / "none.pt"], "none.pt does not exist"),
+        ([tmp_path / "ok.ply", "--weights", tmp_path], f"weights file {tmp_path} is a folder"),
+        ([tmp_path / "ok.ply", "--weights", tmp_path / "garbage.pt"], "garbage.pt cannot be read (not a file"),
+        ([tmp_path / "ok.ply", "--config", tmp_path / "unclosed.yaml"], "unclosed.yaml: not valid YAML: "),
+        ([tmp_path / "nan.ply"], "nan.ply: no points with finite x, y and z (10 dropped)"),
     ]
     for args, message in cases:
         # a later --weights in ``args`` overrides the good one
         code = segment(args[0], "-o", tmp_path / "out", "--weights", weights, *args[1:], "--quiet")
         err = capsys.readouterr().err
         assert code == 2 and message in err and err.startswith("ssen segment: "), (args, err)
+        assert len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+    assert segment(tmp_path / "ok.ply", "-o", tmp_path / "a_file", "--weights", weights, "--quiet") == 2
+    assert f"-o {tmp_path / 'a_file'}: exists and is not a folder" in capsys.readouterr().err
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def test_an_input_in_the_output_folder_is_never_overwritten(tmp_path, weights, scene, capsys):
+    s = scene.scan
+    (tmp_path / "out").mkdir()
+    given = write_ply(tmp_path / "out" / "labeled.ply", Cloud(s.points, s.colors))
+    before = given.read_bytes()
+    assert segment(given, "-o", tmp_path / "out", "--weights", weights, "--quiet") == 2
+    assert "writing labeled.ply there would overwrite the input" in capsys.readouterr().err
+    assert given.read_bytes() == before and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["labeled.ply"]
 
 
 def test_console_exit_code_for_a_missing_file(tmp_path):

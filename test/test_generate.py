@@ -78,4 +78,20 @@ def test_cli_generate_then_evaluate_ground_truth_scores_one(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "average            1.000    1.000    1.000" in text
     assert (tmp_path / "pred" / "semantic_instance_evaluation.txt").is_file()
+    listing = (tmp_path / "pred" / "synth20000_00.txt").read_text()
+    assert ssen(["evaluate", str(tmp_path / "pred"), str(out), "--output",
+                 str(tmp_path / "pred" / "synth20000_00.txt")]) == 2
+    assert "synth20000_00.txt is one of the input files" in capsys.readouterr().err
+    assert (tmp_path / "pred" / "synth20000_00.txt").read_text() == listing
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--spacing", "0", "must be a finite number > 0.0"), ("--spacing", "nan", "must be a finite number > 0.0"),
+    ("--noise-scale", "-1", "must be a finite number >= 0.0"), ("--count", "x", None)])
+def test_generate_refuses_options_out_of_range_before_any_work(tmp_path, capsys, option, value, message):
+    with pytest.raises(SystemExit) as exit_:
+        ssen(["generate", str(tmp_path / "rooms"), "--split", "test", "--count", "1", option, value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"argument {option}" in err and (message is None or message in err)
+    assert not (tmp_path / "rooms").exists()
     assert ssen(["evaluate", str(tmp_path / "pred"), str(tmp_path)]) == 2   # no ground truth there

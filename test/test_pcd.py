@@ -90,6 +90,15 @@ def test_pcl_ascii_packed_colour_as_integer_or_float(tmp_path):
     np.testing.assert_array_equal(read_pcd(tmp_path / "u.pcd").colors, [[10, 20, 30], [0, 0, 255]])
 
 
+@pytest.mark.parametrize("value, kind", [("-5", "U 1"), ("99999999999999999999999", "I 4")])
+def test_an_ascii_value_out_of_its_fields_range_names_the_field(tmp_path, value, kind):
+    size, type_ = kind.split()[1], kind.split()[0]
+    path = tmp_path / "range.pcd"
+    path.write_text(f"FIELDS x y z i\nSIZE 4 4 4 {size}\nTYPE F F F {type_}\nWIDTH 1\nDATA ascii\n0 0 0 {value}\n")
+    with pytest.raises(CloudFormatError, match=f"range.pcd: field 'i': bad ascii value for "):
+        read_pcd(path)
+
+
 def test_binary_with_padding_field_and_organised_nan(tmp_path):
     header = ("VERSION .7\nFIELDS x y z _ intensity\nSIZE 4 4 4 1 4\nTYPE F F F U F\nCOUNT 1 1 1 4 1\n"
               "WIDTH 2\nHEIGHT 2\nPOINTS 4\nDATA binary\n").encode()
@@ -142,6 +151,9 @@ def test_corrupt_lzf_and_size_mismatch(tmp_path):
     ("FIELDS a y z\nSIZE 4 4 4\nTYPE F F F\nWIDTH 1\nDATA binary\n", r"no 'x' field; fields are \['a', 'y', 'z'\]"),
     ("FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nWIDTH 1\nDATA zip\n", "unknown DATA 'zip'"),
     ("FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nDATA binary\n", "no WIDTH line"),
+    ("FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nWIDTH -1\nHEIGHT 1\nPOINTS -1\nDATA binary\n",
+     "negative WIDTH, HEIGHT, POINTS or SIZE"),
+    ("FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 0\nWIDTH 1\nDATA binary\n", "COUNT below 1"),
 ])
 def test_bad_headers(tmp_path, header, message):
     path = tmp_path / "bad.pcd"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 
@@ -20,6 +21,19 @@ SUBCOMMANDS = {
     "train": ("ssen_ros.cli.train", "train the semantic and embedding networks"),
     "demo": ("ssen_ros.cli.demo", "run the node on the bundled map and write what it published"),
 }
+
+
+def at_least(low: float, kind: type = float, above: bool = False):
+    """An argparse type: a finite number of ``kind`` that is >= ``low`` (> ``low`` with ``above``)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number {'>' if above else '>='} {low}")
+        return value
+    return parse
 
 
 def main(argv: "list[str] | None" = None) -> int:

@@ -21,12 +21,14 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ssen_ros.cli import at_least
+
     parser.add_argument("pred_dir", type=Path, nargs="?", help="submission folder: SCENE.txt + mask files")
     parser.add_argument("gt_dir", type=Path, nargs="?", help="ground truth: SCENE.txt files or SCENE/ folders")
     parser.add_argument("--data", type=Path, help="score a weights file on the labelled scenes in this folder")
     parser.add_argument("--weights", default="default", help="with --data: weights file (default: shipped)")
-    parser.add_argument("--limit", type=int, default=20, help="with --data: the first N scenes")
-    parser.add_argument("--tta", type=int, default=1, help="with --data: rotations averaged (paper Table II)")
+    parser.add_argument("--limit", type=at_least(1, int), default=20, help="with --data: the first N scenes")
+    parser.add_argument("--tta", type=at_least(1, int), default=1, help="with --data: rotations averaged (paper Table II)")
     parser.add_argument("--output", type=Path, default=None,
                         help="result file (default PRED_DIR/semantic_instance_evaluation.txt; with "
                              "--data benchmarks/weights[_NAME].md)")
@@ -64,6 +66,12 @@ def _evaluate_submission(args: argparse.Namespace) -> int:
 
     scenes = sorted(p.stem for p in args.pred_dir.glob("*.txt")
                     if p.name != "semantic_instance_evaluation.txt")
+    output = args.output or args.pred_dir / "semantic_instance_evaluation.txt"
+    inputs = [p for folder in (args.pred_dir, args.gt_dir) for p in folder.rglob("*")
+              if p.name != "semantic_instance_evaluation.txt"]
+    if output.exists() and any(output.samefile(p) for p in inputs):
+        print(f"ssen evaluate: --output {output} is one of the input files; choose another path", file=sys.stderr)
+        return 2
     try:
         gt = {name: _ground_truth(args.gt_dir, name) for name in scenes}
         result = evaluate_folders(args.pred_dir, gt)
@@ -72,7 +80,6 @@ def _evaluate_submission(args: argparse.Namespace) -> int:
         return 2
     print(f"{len(scenes)} scenes")
     print(result.table())
-    output = args.output or args.pred_dir / "semantic_instance_evaluation.txt"
     output.write_text(result.csv())
     print(f"wrote {output}")
     return 0

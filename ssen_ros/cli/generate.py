@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ssen_ros.cli import at_least
     from ssen_ros.synthetic.generate import SPLITS
     from ssen_ros.synthetic.room import ROOM_TYPES
 
@@ -17,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=None, help="rooms to make (default: the whole split)")
     parser.add_argument("--start", type=int, default=0, help="index of the first seed within the split")
     parser.add_argument("--room-type", choices=ROOM_TYPES, default=None, help="force one room type")
-    parser.add_argument("--spacing", type=float, default=0.02, help="point spacing in metres")
-    parser.add_argument("--noise-scale", type=float, default=1.0,
+    parser.add_argument("--spacing", type=at_least(0.0, above=True), default=0.02, help="point spacing in metres")
+    parser.add_argument("--noise-scale", type=at_least(0.0), default=1.0,
                         help="scale of the scan's geometric artefacts (range noise, pose drift, doubled "
                              "surfaces, holes; synthetic/scan.py steps 3-4): 0 gives exact surfaces")
     parser.add_argument("--preview", action="store_true", help="also write OUT/previews/SCENE.png")

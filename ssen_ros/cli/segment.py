@@ -38,7 +38,12 @@ class InputError(ValueError):
     """The input or an option is unusable; the message says which and why."""
 
 
+OUTPUT_NAMES = ("labeled.ply", "instances.json", "segmentation.png")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ssen_ros.cli import at_least
+
     parser.add_argument("input", type=Path,
                         help="a .ply or .pcd file, a ScanNet scene folder, or a rosbag2 bag "
                              "(folder, .db3 or .mcap) with --topic")
@@ -51,11 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=choices(Device))
     parser.add_argument("--backend", choices=choices(Backend))
     parser.add_argument("--clustering", choices=choices(ClusterMethod))
-    parser.add_argument("--tta", type=int, metavar="N", help="rotations of test-time augmentation")
+    parser.add_argument("--tta", type=at_least(1, int), metavar="N", help="rotations of test-time augmentation")
     parser.add_argument("--up", choices=list(UP_AXES), default="z-up",
                         help="the input's up convention; 'optical' for a camera's optical frame "
                              "(outputs are written in the rotated, z-up frame)")
-    parser.add_argument("--tile-size", type=float, metavar="M",
+    parser.add_argument("--tile-size", type=at_least(0.0), metavar="M",
                         help="tile edge in metres for large maps (0: never tile)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
@@ -70,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ssen_ros.segmenter import Segmenter, SegmenterError
 
     try:
+        check_output_folder(args.out, args.input)
         config = _config(args)
         t0 = time.perf_counter()
         cloud, info = read_input(args.input, args.topic, args.index)
@@ -88,6 +94,15 @@ def run(args: argparse.Namespace) -> int:
         print(summary_table(result))
         print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def check_output_folder(out: Path, input_path: Path) -> None:
+    """Before any work: ``out`` can be a folder, and writing it replaces no input file."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out}: exists and is not a folder")
+    for name in OUTPUT_NAMES:
+        if (out / name).exists() and input_path.exists() and (out / name).samefile(input_path):
+            raise InputError(f"-o {out}: writing {name} there would overwrite the input {input_path}")
 
 
 def _config(args: argparse.Namespace):
@@ -123,6 +138,9 @@ def read_input(path: Path, topic: "str | None", index: int = -1):
     else:
         cloud = read_cloud(path)
         info["format"] = "scannet" if path.is_dir() else path.suffix.lower().lstrip(".")
+    if len(cloud) == 0:
+        raise InputError(f"{path}: no points with finite x, y and z"
+                         + (f" ({cloud.dropped_nonfinite} dropped)" if cloud.dropped_nonfinite else ""))
     info.update(points=len(cloud), dropped_nonfinite=cloud.dropped_nonfinite,
                 has_colors=cloud.colors is not None, frame_id=cloud.frame_id, stamp_ns=cloud.stamp_ns)
     return cloud, info

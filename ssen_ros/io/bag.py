@@ -66,7 +66,11 @@ def read_bag_clouds(path: "str | Path", topic: str) -> Iterator[Cloud]:
 def _clouds(reader: AnyReader, connections: list, source: str) -> Iterator[Cloud]:
     try:
         for index, (connection, _, raw) in enumerate(reader.messages(connections=connections)):
-            msg = reader.deserialize(raw, connection.msgtype)
+            try:
+                msg = reader.deserialize(raw, connection.msgtype)
+            except Exception as err:  # rosbags raises its own errors (and struct/index errors) for bad bytes
+                raise CloudFormatError(f"{source} message {index}: cannot deserialize a "
+                                       f"{connection.msgtype} ({type(err).__name__}: {err})") from None
             yield cloud_from_pointcloud2(msg, source=f"{source} message {index}")
     finally:
         reader.close()

@@ -58,6 +58,9 @@ def _layout(header: "dict[str, list[str]]", path: Path) -> "tuple[list[tuple[str
         sizes_i, counts_i = [int(s) for s in sizes], [int(c) for c in counts]
     except (ValueError, IndexError) as err:
         raise CloudFormatError(f"{path}: bad number in header: {err}") from None
+    if min(width, height, points, *sizes_i, *counts_i) < 0 or 0 in counts_i:
+        raise CloudFormatError(f"{path}: header has a negative WIDTH, HEIGHT, POINTS or SIZE, or a COUNT "
+                               f"below 1 (WIDTH {width}, HEIGHT {height}, POINTS {points}, COUNT {' '.join(counts)})")
     if points != width * height:
         raise CloudFormatError(f"{path}: POINTS {points} != WIDTH {width} * HEIGHT {height}")
     fields = []
@@ -147,8 +150,9 @@ def _read_ascii(body: bytes, fields, dtype: np.dtype, n: int, path: Path) -> np.
                 values = np.stack([_parse_column(table[:, col + k], field_dtype,
                                                  name in PACKED_COLOR_FIELDS and field_dtype.itemsize == 4)
                                    for k in range(count)], axis=1)
-            except ValueError as err:
-                raise CloudFormatError(f"{path}: field {name!r}: bad ascii value: {err}") from None
+            except (ValueError, OverflowError) as err:
+                raise CloudFormatError(f"{path}: field {name!r}: bad ascii value for "
+                                       f"{field_dtype.kind}{field_dtype.itemsize}: {err}") from None
             records[name] = values if count > 1 else values[:, 0]
         col += count
     return records
