@@ -85,11 +85,14 @@ def load(path: "str | Path", backend: str = "auto", device: "str | torch.device"
 def _read(path: "str | Path") -> dict:
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
+        raise WeightsError(f"weights file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise WeightsError(f"weights file {path} cannot be read: {exc}") from exc
+    except Exception as exc:  # torch raises many types for a damaged file, wrapped in pages of advice
+        cause = exc.__cause__ or exc.__context__ or exc
+        why = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+        raise WeightsError(f"weights file {path} cannot be read (not a file `ssen train` wrote, or "
+                           f"damaged): {why}") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise WeightsError(f"weights file {path} is not an {FORMAT} file (train one with `ssen train`)")
     return blob

@@ -375,6 +375,10 @@ def load_yaml(cls: type, path: "str | Path") -> Any:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except yaml.MarkedYAMLError as exc:  # its text quotes the file over several lines
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML: {exc.problem or exc.context}{where}") from exc
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from exc
     try:

@@ -273,6 +273,21 @@ def test_backend_choice_is_logged(caplog):
         resolve_backend("tpu")
 
 
+def test_a_backend_whose_engine_is_not_installed_is_refused_by_name(monkeypatch):
+    import importlib
+    real = importlib.import_module
+
+    def without_spconv(name, *args):
+        if name == "ssen_ros.sparse.spconv_backend":
+            raise ModuleNotFoundError("No module named 'spconv'")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", without_spconv)
+    with pytest.raises(ValueError, match="backend 'spconv' cannot run here: No module named 'spconv'"):
+        resolve_backend("spconv")
+    assert resolve_backend("torch") == "torch"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (no GPU visible to torch here)")
 def test_cuda_matches_cpu():
     from ssen_ros.models import build_network

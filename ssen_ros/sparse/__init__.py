@@ -51,6 +51,9 @@ def resolve_backend(backend: str = "auto") -> str:
         backend = "minkowski" if ok else "torch"
         log.info("sparse backend: %s (auto%s)", backend, "" if ok else f"; MinkowskiEngine unavailable: {why}")
     else:
+        ok, why = backend_available(backend)
+        if not ok:
+            raise ValueError(f"backend {backend!r} cannot run here: {why}")
         log.info("sparse backend: %s", backend)
     return backend
 
