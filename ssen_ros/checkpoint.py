@@ -16,6 +16,7 @@ import torch
 from ssen_ros.classes import NUM_CLASSES
 from ssen_ros.features import INPUT_CHANNELS
 from ssen_ros.models import build_network, load_checkpoint
+from ssen_ros.sparse import BackendError
 
 FORMAT = "ssen_ros/1"
 FIRST_CONV = "conv0p1s1.kernel"
@@ -77,6 +78,8 @@ def load(path: "str | Path", backend: str = "auto", device: "str | torch.device"
         for net, key in ((semantic, "semantic"), (embedding, "embedding")):
             load_checkpoint(net, {k: v.float() if v.is_floating_point() else v
                                   for k, v in blob[key].items()})
+    except BackendError:  # the networks cannot be built here, whatever the file holds
+        raise
     except (TypeError, KeyError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"weights file {path} does not match its networks: {exc}") from exc
     return spec, semantic.to(device).eval(), embedding.to(device).eval(), blob.get("meta", {})

@@ -1,5 +1,5 @@
-"""The node process's start and end: missing weights stop the start with a message, SIGINT and
-SIGTERM end it cleanly and quickly, idle, busy or still starting."""
+"""The node process's start and end: missing weights or a backend that cannot run stop the start
+with a message, SIGINT and SIGTERM end it cleanly and quickly, idle, busy or still starting."""
 from __future__ import annotations
 
 import signal
@@ -22,6 +22,18 @@ def test_missing_weights_stop_the_start_with_a_message_naming_them(ros_python, t
     _, err = proc.communicate(timeout=STARTUP_TIMEOUT_S)
     assert proc.returncode == 1
     assert f"cannot start: weights file {missing} does not exist" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.ros
+def test_a_backend_that_cannot_run_stops_the_start_with_a_message_naming_it(ros_python, weights):
+    """spconv hidden from the process (``sys.modules`` entry None): one fatal line, exit 1."""
+    start = ("import sys; sys.modules['spconv'] = None; from ssen_ros.ros.entry import main; "
+             "main(sys.argv[1:])")
+    proc = ros_python("-c", start, "--ros-args", *node_args(weights, "-p", "segmenter.backend:=spconv"))
+    _, err = proc.communicate(timeout=STARTUP_TIMEOUT_S)
+    assert proc.returncode == 1
+    assert "] [ssen_node]: cannot start: backend 'spconv' cannot run here: No module named 'spconv" in err
     assert "Traceback" not in err
 
 

@@ -58,6 +58,7 @@ from ssen_ros.ros.map_subscription import MapSubscription
 from ssen_ros.ros.parameters import descriptor, parameter_types, plain
 from ssen_ros.ros.processing import MAX_REASON_CHARS, MapError, MapProcessor, Outputs, shorten
 from ssen_ros.segmenter import SegmenterError
+from ssen_ros.sparse import BackendError
 from ssen_ros.worker import LatestOnlyWorker
 
 NODE_NAME = "ssen_node"
@@ -220,7 +221,7 @@ def main(args: Optional[list[str]], stop: threading.Event) -> NoReturn:
     code = 0
     try:
         node = None if stop.is_set() else SsenNode()
-    except (WeightsError, ConfigError, SegmenterError, InvalidParameterValueException,
+    except (WeightsError, ConfigError, SegmenterError, BackendError, InvalidParameterValueException,
             InvalidParameterTypeException) as exc:
         logger.fatal(f"cannot start: {exc}")
         code, node = 1, None

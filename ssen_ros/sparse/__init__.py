@@ -23,14 +23,18 @@ from ssen_ros.sparse.kernel_map import CoordinateError, KernelMap, KernelMaps, k
 from ssen_ros.sparse.tensor import SparseTensor, cat, to_points
 
 __all__ = ["SparseTensor", "KernelMaps", "KernelMap", "CoordinateError", "cat", "to_points",
-           "kernel_offsets", "BACKENDS", "ENGINES", "backend_available", "resolve_backend", "get_backend",
-           "use_cpu_threads"]
+           "kernel_offsets", "BACKENDS", "ENGINES", "BackendError", "backend_available", "resolve_backend",
+           "get_backend", "use_cpu_threads"]
 
 BACKENDS = choices(Backend)
 ENGINES = tuple(b for b in BACKENDS if b != "auto")
 """The concrete backends, each a module ``ssen_ros.sparse.NAME_backend``."""
 
 log = logging.getLogger(__name__)
+
+
+class BackendError(ValueError):
+    """A backend that cannot run here; the message names it and says why."""
 
 
 def backend_available(name: str) -> tuple[bool, str]:
@@ -53,7 +57,7 @@ def resolve_backend(backend: str = "auto") -> str:
     else:
         ok, why = backend_available(backend)
         if not ok:
-            raise ValueError(f"backend {backend!r} cannot run here: {why}")
+            raise BackendError(f"backend {backend!r} cannot run here: {why}")
         log.info("sparse backend: %s", backend)
     return backend
 
