@@ -315,7 +315,7 @@ def _read_ints(path: Path) -> np.ndarray:
         return (raw[0::2] - 48).astype(np.int64)
     try:
         return np.array(data.split(), dtype=np.int64)
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:
         raise EvaluationError(f"{path}: expected one integer per line ({e})") from e
 
 
@@ -340,8 +340,14 @@ def write_gt_file(path: "Path | str", semantic: np.ndarray, instance: np.ndarray
 
 
 def read_gt_file(path: "Path | str") -> np.ndarray:
-    """Upstream ground-truth ids of one scene."""
-    return _read_ints(Path(path))
+    """Upstream ground-truth ids of one scene (``nyu40_id * 1000 + instance``, so none below 0)."""
+    ids = _read_ints(Path(path))
+    if len(ids) == 0:
+        raise EvaluationError(f"{path}: no points (an empty ground-truth file)")
+    if ids.min() < 0:
+        raise EvaluationError(f"{path}:{int(np.argmin(ids)) + 1}: negative id {int(ids.min())}; "
+                              "ground-truth ids are nyu40_id * 1000 + instance")
+    return ids
 
 
 def write_submission(folder: "Path | str", scene: str, predictions: Sequence[Prediction]) -> Path:
@@ -376,8 +382,8 @@ def read_submission(path: "Path | str", num_points: int | None = None) -> list[t
     root = os.path.normpath(path.parent.absolute())
     try:
         lines = path.read_text().splitlines()
-    except OSError as e:
-        raise EvaluationError(f"cannot read {path}: {e}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvaluationError(f"cannot read {path} as text: {e}") from e
     entries: dict[Path, tuple[int, float]] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -394,8 +400,10 @@ def read_submission(path: "Path | str", num_points: int | None = None) -> list[t
         mask_file = Path(named).resolve()
         try:
             entries[mask_file] = (int(float(parts[1])), float(parts[2]))
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:
             raise EvaluationError(f"{path}:{n}: bad label id or confidence ({e})") from e
+        if not math.isfinite(entries[mask_file][1]):
+            raise EvaluationError(f"{path}:{n}: confidence {parts[2]!r} is not a finite number")
     out = []
     for mask_file, (nyu, score) in entries.items():
         if nyu not in _NYU_TO_CLASS:
@@ -403,8 +411,8 @@ def read_submission(path: "Path | str", num_points: int | None = None) -> list[t
             continue
         mask = _read_ints(mask_file) != 0
         if num_points is not None and len(mask) != num_points:
-            raise EvaluationError(f"{mask_file}: {len(mask)} lines but the scene has {num_points} "
-                                  "points (vertices of _vh_clean_2.ply)")
+            raise EvaluationError(f"{mask_file}: {len(mask)} lines, but the ground truth of scene "
+                                  f"{path.stem} has {num_points} points")
         out.append((mask, nyu, score))
     return out
 
@@ -422,6 +430,8 @@ def evaluate_folders(pred_dir: "Path | str", gt: "dict[str, np.ndarray]") -> Res
     and must have ground truth; ground-truth scenes without a prediction file are not scored.
     """
     pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise EvaluationError(f"prediction folder {pred_dir} {'is not a folder' if pred_dir.exists() else 'does not exist'}")
     files = sorted(p for p in pred_dir.glob("*.txt") if p.name != "semantic_instance_evaluation.txt")
     if not files:
         raise EvaluationError(f"no prediction files (*.txt) in {pred_dir}")

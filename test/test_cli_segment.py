@@ -1,5 +1,6 @@
 """``ssen segment``: every input kind, the three output files, the table, and bad input -> exit 2."""
 import json
+import os
 import subprocess
 import sys
 
@@ -152,6 +153,7 @@ def test_bad_input_exits_2_with_the_reason(tmp_path, weights, capsys):
     (tmp_path / "a_file").write_text("mine")
     write_ply(tmp_path / "ok.ply", Cloud(np.zeros((10, 3), np.float32)))
     write_ply(tmp_path / "nan.ply", Cloud(np.full((10, 3), np.nan, np.float32)))
+    os.mkfifo(tmp_path / "pipe.ply")
     cases = [
         ([tmp_path / "missing.ply"], "missing.ply: no such file or folder"),
         ([tmp_path / "cloud.xyz"], "unknown cloud format '.xyz'"),
@@ -162,6 +164,7 @@ def test_bad_input_exits_2_with_the_reason(tmp_path, weights, capsys):
         ([tmp_path / "ok.ply", "--weights", tmp_path / "garbage.pt"], "garbage.pt cannot be read (not a file"),
         ([tmp_path / "ok.ply", "--config", tmp_path / "unclosed.yaml"], "unclosed.yaml: not valid YAML: "),
         ([tmp_path / "nan.ply"], "nan.ply: no points with finite x, y and z (10 dropped)"),
+        ([tmp_path / "pipe.ply"], "pipe.ply: not a regular file or folder"),
     ]
     for args, message in cases:
         # a later --weights in ``args`` overrides the good one

@@ -228,10 +228,23 @@ def test_bad_input_is_named(tmp_path):
     with pytest.raises(EvaluationError, match="outside"):
         read_submission(tmp_path / "b.txt")
     write_submission(tmp_path / "p", "sc", [Prediction(s.mask(chair), CHAIR, 0.5)])
-    with pytest.raises(EvaluationError, match="lines but the scene has 5 points"):
+    with pytest.raises(EvaluationError, match="200 lines, but the ground truth of scene sc has 5 points"):
         read_submission(tmp_path / "p" / "sc.txt", 5)
     with pytest.raises(EvaluationError, match="matches no ground-truth scene"):
         evaluate_folders(tmp_path / "p", {})
+    with pytest.raises(EvaluationError, match="prediction folder .*nope does not exist"):
+        evaluate_folders(tmp_path / "nope", {})
+    (tmp_path / "c.txt").write_text("pred_mask/x.txt 5 nan\n")
+    with pytest.raises(EvaluationError, match=r"c.txt:1: confidence 'nan' is not a finite number"):
+        read_submission(tmp_path / "c.txt")
+    (tmp_path / "d.txt").write_bytes(b"\x89PNG\xff\xfe")
+    with pytest.raises(EvaluationError, match=r"cannot read .*d.txt as text"):
+        read_submission(tmp_path / "d.txt")
+    for text, message in (("", "no points"), ("5001\n-3\n", r"gt.txt:2: negative id -3"),
+                          ("99999999999999999999999\n", "expected one integer per line")):
+        (tmp_path / "gt.txt").write_text(text)
+        with pytest.raises(EvaluationError, match=message):
+            read_gt_file(tmp_path / "gt.txt")
 
 
 def test_cli_with_official_ground_truth_files(tmp_path, capsys):
@@ -254,7 +267,7 @@ def test_cli_with_official_ground_truth_files(tmp_path, capsys):
     assert rows[0] == "class,class id,ap,ap50,ap25" and rows[3].startswith("chair,5,0.0555")
     (tmp_path / "gt" / "scene0000_00.txt").write_text("0\n" * 10)
     assert ssen(["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt")]) == 2
-    assert "lines but the scene has 10 points" in capsys.readouterr().err
+    assert "lines, but the ground truth of scene scene0000_00 has 10 points" in capsys.readouterr().err
 
 
 def test_submission_may_link_its_masks_elsewhere_but_not_name_a_way_out(tmp_path):

@@ -87,7 +87,8 @@ def test_cli_generate_then_evaluate_ground_truth_scores_one(tmp_path, capsys):
 
 @pytest.mark.parametrize("option, value, message", [
     ("--spacing", "0", "must be a finite number > 0.0"), ("--spacing", "nan", "must be a finite number > 0.0"),
-    ("--noise-scale", "-1", "must be a finite number >= 0.0"), ("--count", "x", None)])
+    ("--noise-scale", "-1", "must be a finite number >= 0.0"), ("--count", "x", None),
+    ("--count", "-1", "must be a finite number >= 1")])
 def test_generate_refuses_options_out_of_range_before_any_work(tmp_path, capsys, option, value, message):
     with pytest.raises(SystemExit) as exit_:
         ssen(["generate", str(tmp_path / "rooms"), "--split", "test", "--count", "1", option, value])

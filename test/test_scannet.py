@@ -66,9 +66,10 @@ def test_tsv_search_and_explicit_path(tmp_path):
     folder = _handmade_scene(tmp_path)
     moved = tmp_path / "elsewhere.tsv"
     (tmp_path / "scans" / LABELS_TSV).rename(moved)
-    with pytest.raises(CloudFormatError, match=f"no {LABELS_TSV} in .*scene0042_00 or .*scans; pass labels_tsv="):
+    with pytest.raises(CloudFormatError, match=f"no {LABELS_TSV} in .*scene0042_00 or .*scans \\(it maps"):
         read_scannet_scene(folder)
     assert read_scannet_scene(folder, labels_tsv=moved).semantic[0] == CHAIR
+    assert len(read_cloud(folder)) == len(read_scannet_scene(folder, labels_tsv=moved).cloud)  # no labels needed
 
 
 def test_unannotated_scene_and_bad_annotations(tmp_path):
@@ -79,6 +80,9 @@ def test_unannotated_scene_and_bad_annotations(tmp_path):
         read_scannet_scene(folder)
     segs.write_text("{not json")
     with pytest.raises(CloudFormatError, match="segs.json: not valid JSON"):
+        read_scannet_scene(folder)
+    segs.write_text(json.dumps({"segIndices": "abc"}))
+    with pytest.raises(CloudFormatError, match="segs.json: segIndices is not a list of integers"):
         read_scannet_scene(folder)
     segs.unlink()
     with pytest.raises(CloudFormatError, match="annotation file scene0042_00_vh_clean_2.0.010000.segs.json is missing"):

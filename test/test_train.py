@@ -116,6 +116,9 @@ def test_empty_dataset_and_unknown_key_are_named(tmp_path):
     (tmp_path / "train").mkdir()
     with pytest.raises(DatasetError, match="holds no ScanNet scenes"):
         find_scenes(tmp_path / "train")
+    (tmp_path / "a.ply").write_text("")
+    with pytest.raises(DatasetError, match="a.ply is not a folder"):
+        find_scenes(tmp_path / "a.ply")
     bad = tmp_path / "bad.yaml"
     bad.write_text("stepz: 3\n")
     result = subprocess.run([sys.executable, "-m", "ssen_ros.cli", "train", str(bad)],

@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="output folder (one scene folder per room)")
     parser.add_argument("--split", choices=sorted(SPLITS), default="train",
                         help="seed range: " + ", ".join(f"{k} {v.start}..{v.stop - 1}" for k, v in SPLITS.items()))
-    parser.add_argument("--count", type=int, default=None, help="rooms to make (default: the whole split)")
-    parser.add_argument("--start", type=int, default=0, help="index of the first seed within the split")
+    parser.add_argument("--count", type=at_least(1, int), default=None, help="rooms to make (default: the whole split)")
+    parser.add_argument("--start", type=at_least(0, int), default=0, help="index of the first seed within the split")
     parser.add_argument("--room-type", choices=ROOM_TYPES, default=None, help="force one room type")
     parser.add_argument("--spacing", type=at_least(0.0, above=True), default=0.02, help="point spacing in metres")
     parser.add_argument("--noise-scale", type=at_least(0.0), default=1.0,

@@ -128,6 +128,8 @@ def read_input(path: Path, topic: "str | None", index: int = -1):
 
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    if not (path.is_file() or path.is_dir()):  # a FIFO or device would block the read
+        raise InputError(f"{path}: not a regular file or folder")
     info: dict[str, Any] = {"path": str(path)}
     if is_bag(path):
         cloud = _read_bag_message(path, topic, index)

@@ -56,7 +56,7 @@ def find_scenes(folder: "str | Path") -> list[Path]:
     ``*_vh_clean_2.ply``) and VoteNet scenes (their ``*_vert.npy`` files)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DatasetError(f"dataset folder {folder} does not exist")
+        raise DatasetError(f"dataset folder {folder} {'is not a folder' if folder.exists() else 'does not exist'}")
     scenes = {p.parent for p in folder.rglob("*_vh_clean_2.ply")} | set(folder.rglob(f"*{VERT_SUFFIX}"))
     if not scenes:
         raise DatasetError(f"dataset folder {folder} holds no ScanNet scenes "

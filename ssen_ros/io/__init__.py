@@ -14,12 +14,12 @@ __all__ = ["Cloud", "CloudFormatError", "read_cloud"]
 
 
 def read_cloud(path: "str | Path") -> Cloud:
-    """Read a ``.ply`` or ``.pcd`` file, or a ScanNet scene folder (its labels are dropped;
-    use ``ssen_ros.io.scannet.read_scannet_scene`` to keep them). Bags: ``ssen_ros.io.bag``."""
+    """Read a ``.ply`` or ``.pcd`` file, or a ScanNet scene folder (its mesh alone; use
+    ``ssen_ros.io.scannet.read_scannet_scene`` for its labels). Bags: ``ssen_ros.io.bag``."""
     path = Path(path)
     if path.is_dir():
-        from ssen_ros.io.scannet import read_scannet_scene
-        return read_scannet_scene(path).cloud
+        from ssen_ros.io.scannet import read_scannet_cloud
+        return read_scannet_cloud(path)
     suffix = path.suffix.lower()
     if suffix == ".ply":
         from ssen_ros.io.ply import read_ply

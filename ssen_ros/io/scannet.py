@@ -71,8 +71,8 @@ def _find_labels_tsv(folder: Path) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise CloudFormatError(f"no {LABELS_TSV} in {candidates[0].parent} or {candidates[1].parent}; "
-                           f"pass labels_tsv=")
+    raise CloudFormatError(f"no {LABELS_TSV} in {candidates[0].parent} or {candidates[1].parent} "
+                           "(it maps the aggregation's raw categories to nyu40 ids)")
 
 
 def _load_json(path: Path, key: str):
@@ -85,15 +85,25 @@ def _load_json(path: Path, key: str):
         raise CloudFormatError(f"{path}: no {key!r} entry") from None
 
 
+def _read_mesh(folder: Path, files: "dict[str, Path]") -> "tuple[Cloud, np.ndarray]":
+    if not files["mesh"].is_file():
+        raise CloudFormatError(f"{folder}: no mesh {files['mesh'].name}")
+    return read_ply_mesh(files["mesh"])
+
+
+def read_scannet_cloud(folder: "str | Path") -> Cloud:
+    """The points and colours of a ScanNet scene folder's mesh; its annotations are not read."""
+    folder = Path(folder)
+    return _read_mesh(folder, scene_files(folder, folder.name))[0]
+
+
 def read_scannet_scene(folder: "str | Path", scene_name: "str | None" = None,
                        labels_tsv: "str | Path | None" = None) -> ScanNetScene:
     """Read a ScanNet scene folder; ``scene_name`` defaults to the folder's name."""
     folder = Path(folder)
     scene_name = scene_name or folder.name
     files = scene_files(folder, scene_name)
-    if not files["mesh"].is_file():
-        raise CloudFormatError(f"{folder}: no mesh {files['mesh'].name}")
-    cloud, faces = read_ply_mesh(files["mesh"])
+    cloud, faces = _read_mesh(folder, files)
     have = [files[k].is_file() for k in ("segments", "aggregation")]
     if not any(have):
         return ScanNetScene(scene_name, cloud, faces, None, None)
@@ -101,7 +111,11 @@ def read_scannet_scene(folder: "str | Path", scene_name: "str | None" = None,
         absent = [files[k].name for k, h in zip(("segments", "aggregation"), have) if not h]
         raise CloudFormatError(f"{folder}: annotation file {absent[0]} is missing")
 
-    seg_indices = np.asarray(_load_json(files["segments"], "segIndices"), dtype=np.int64)
+    seg_indices = _load_json(files["segments"], "segIndices")
+    try:
+        seg_indices = np.asarray(seg_indices, dtype=np.int64)
+    except (ValueError, TypeError, OverflowError):
+        raise CloudFormatError(f"{files['segments']}: segIndices is not a list of integers") from None
     if len(seg_indices) != len(cloud):
         raise CloudFormatError(f"{files['segments']}: {len(seg_indices)} segIndices for the "
                                f"{len(cloud)} vertices of {files['mesh'].name}")
