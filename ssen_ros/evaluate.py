@@ -431,7 +431,8 @@ def evaluate_folders(pred_dir: "Path | str", gt: "dict[str, np.ndarray]") -> Res
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
-        raise EvaluationError(f"prediction folder {pred_dir} {'is not a folder' if pred_dir.exists() else 'does not exist'}")
+        why = "is not a folder" if pred_dir.exists() else "does not exist"
+        raise EvaluationError(f"prediction folder {pred_dir} {why}")
     files = sorted(p for p in pred_dir.glob("*.txt") if p.name != "semantic_instance_evaluation.txt")
     if not files:
         raise EvaluationError(f"no prediction files (*.txt) in {pred_dir}")

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="score a weights file on the labelled scenes in this folder")
     parser.add_argument("--weights", default="default", help="with --data: weights file (default: shipped)")
     parser.add_argument("--limit", type=at_least(1, int), default=20, help="with --data: the first N scenes")
-    parser.add_argument("--tta", type=at_least(1, int), default=1, help="with --data: rotations averaged (paper Table II)")
+    parser.add_argument("--tta", type=at_least(1, int), default=1,
+                        help="with --data: rotations averaged (paper Table II)")
     parser.add_argument("--output", type=Path, default=None,
                         help="result file (default PRED_DIR/semantic_instance_evaluation.txt; with "
                              "--data benchmarks/weights[_NAME].md)")
