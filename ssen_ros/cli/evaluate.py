@@ -68,10 +68,11 @@ def _evaluate_submission(args: argparse.Namespace) -> int:
     scenes = sorted(p.stem for p in args.pred_dir.glob("*.txt")
                     if p.name != "semantic_instance_evaluation.txt")
     output = args.output or args.pred_dir / "semantic_instance_evaluation.txt"
-    inputs = [p for folder in (args.pred_dir, args.gt_dir) for p in folder.rglob("*")
-              if p.name != "semantic_instance_evaluation.txt"]
-    if output.exists() and any(output.samefile(p) for p in inputs):
-        print(f"ssen evaluate: --output {output} is one of the input files; choose another path", file=sys.stderr)
+    inputs = {p.resolve() for folder in (args.pred_dir, args.gt_dir) for p in folder.rglob("*")
+              if p.name != "semantic_instance_evaluation.txt"}
+    if output.resolve() in inputs:
+        print(f"ssen evaluate: --output {output} is one of the input files; choose another path",
+              file=sys.stderr)
         return 2
     try:
         gt = {name: _ground_truth(args.gt_dir, name) for name in scenes}
