@@ -58,7 +58,7 @@ def check_fields(config: Any) -> None:
         if "range" not in f.metadata:
             continue
         lo, hi = f.metadata["range"]
-        if value < lo:
+        if not value >= lo:  # NaN fails here too
             raise ConfigError(f"{f.name} must be >= {lo}, got {value}")
         if value > hi:
             raise ConfigError(f"{f.name} must be <= {hi}, got {value}")
@@ -68,14 +68,17 @@ def check_fields(config: Any) -> None:
 class LossConfig:
     """SSEN loss, paper eqs. 1-4 (see ``ssen_ros.loss``)."""
 
-    gamma: float = 10.0
+    gamma: float = setting(10.0, range=(0.0, 1e6))
     """gamma_intra in eq. 1: weight of the push term."""
-    delta_pull: float = 0.1
+    delta_pull: float = setting(0.1, range=(0.0, 100.0))
     """delta_inter in eq. 4: pull hinge radius around each instance mean."""
-    delta_push: float = 0.5
+    delta_push: float = setting(0.5, range=(0.0, 100.0))
     """delta_intra in eq. 2: means are pushed until 2*delta_push apart."""
-    p: float = 1.0
+    p: float = setting(1.0, range=(0.0, 10.0))
     """Size weighting exponent of eq. 3 (n_i^p / sum_j n_j^p); p=0 weighs instances equally."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass
@@ -247,27 +250,32 @@ class NodeConfig:
 class AugmentConfig:
     """Training augmentations, paper §IV."""
 
-    color_jitter_std: float = 0.03
-    scale_min: float = 0.8
-    scale_max: float = 1.2
+    color_jitter_std: float = setting(0.03, range=(0.0, 1.0))
+    scale_min: float = setting(0.8, range=(0.01, 100.0))
+    scale_max: float = setting(1.2, range=(0.01, 100.0))
     rotate_z: bool = True
     """A free rotation about z."""
-    tilt_std_deg: float = 5.0
+    tilt_std_deg: float = setting(5.0, range=(0.0, 90.0))
     """Rotation about x, Gaussian, clipped at ``tilt_max_deg``."""
-    tilt_max_deg: float = 10.0
-    color_gamma: float = 1.0
+    tilt_max_deg: float = setting(10.0, range=(0.0, 90.0))
+    color_gamma: float = setting(1.0, range=(1.0, 10.0))
     """Not in the paper: a camera's exposure, colour^gamma with gamma log-uniform in
     [1/color_gamma, color_gamma]; 1: none."""
-    color_gain: float = 0.0
+    color_gain: float = setting(0.0, range=(0.0, 0.99))
     """Not in the paper: white balance, a per-channel gain uniform in 1 +- color_gain; 0: none."""
-    color_grey: float = 0.0
+    color_grey: float = setting(0.0, range=(0.0, 1.0))
     """Not in the paper: probability that a sample's colours become grey (luma in every channel)."""
-    color_drop: float = 0.0
+    color_drop: float = setting(0.0, range=(0.0, 1.0))
     """Not in the paper: probability that a sample has no colour, as a LiDAR map (zero features)."""
-    min_density: float = 1.0
+    min_density: float = setting(1.0, range=(0.001, 1.0))
     """Not in the paper: a random share of the points is kept, log-uniform in [min_density, 1]."""
-    point_noise: float = 0.0
+    point_noise: float = setting(0.0, range=(0.0, 1.0))
     """Not in the paper: Gaussian noise on every point's position, std in metres."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.scale_min > self.scale_max:
+            raise ConfigError(f"scale_min {self.scale_min} must not exceed scale_max {self.scale_max}")
 
 
 @dataclass
@@ -276,13 +284,16 @@ class HeadRefitConfig:
     again on the frozen network's features with rare classes weighted up (Kang et al., ICLR 2020;
     ``ssen_ros.head_refit``). Not in the paper's recipe."""
 
-    steps: int = 0
+    steps: int = setting(0, range=(0, 10_000_000))
     """Full-batch Adam steps; 0 skips the re-fit."""
-    alpha: float = 0.25
+    alpha: float = setting(0.25, range=(0.0, 1.0))
     """Class weights are (class frequency)^-alpha: 0 keeps the data's balance, 1 weighs classes equally."""
-    lr: float = 1e-2
-    voxels_per_class: int = 1000
+    lr: float = setting(1e-2, range=(1e-9, 10.0))
+    voxels_per_class: int = setting(1000, range=(1, 10_000_000))
     """Per training scene, at most this many voxels of each class are used (the weights correct for it)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass
@@ -291,36 +302,41 @@ class TrainConfig:
 
     data: str = "data/rooms"
     """A folder of ScanNet-format scene folders with 'train' and 'val' subfolders."""
-    scenes: int = 0
+    scenes: int = setting(0, range=(0, 10_000_000))
     """Train on the first this many scenes of ``data``/train, sorted by name (0: all)."""
     out: str = "runs/ssen"
     arch: str = "Res16UNet34C"
-    in_channels: int = 3
+    in_channels: int = setting(3, range=(3, 6))
     """3: RGB, as the authors' code; 4: RGB plus the height above the floor; 6: RGB plus centred
     xyz, as the paper's §IV states (``ssen_ros.features``)."""
     init: str = ""
     """Weights file both networks start from (step 0, a fresh optimizer), e.g. an earlier stage's
     ``final.pt``; input channels are matched by name (``checkpoint.load_init``). Empty: random."""
     conv1_kernel: int = 5
-    voxel_size: float = 0.02
-    embedding_dim: int = 8
-    steps: int = 60_000
-    batch_size: int = 8
-    lr: float = 1e-4
-    lr_decay: float = 0.8
-    lr_decay_every: int = 10_000
+    voxel_size: float = setting(0.02, range=(0.001, 1.0))
+    embedding_dim: int = setting(8, range=(1, 1024))
+    steps: int = setting(60_000, range=(1, 100_000_000))
+    batch_size: int = setting(8, range=(1, 4096))
+    lr: float = setting(1e-4, range=(1e-9, 10.0))
+    lr_decay: float = setting(0.8, range=(1e-6, 1.0))
+    lr_decay_every: int = setting(10_000, range=(1, 100_000_000))
     lr_milestones: list[int] = field(default_factory=list)
     """Steps at which the lr is multiplied by ``lr_decay``; empty: every ``lr_decay_every`` steps."""
-    grad_clip: float = 0.5
-    crop_size: float = 0.0
+    grad_clip: float = setting(0.5, range=(1e-9, 1e6))
+    """Largest gradient norm of each network per step (``clip_grad_norm_``)."""
+    crop_size: float = setting(0.0, range=(0.0, 1000.0))
     """Train on random square crops of this edge in metres (0: whole rooms)."""
-    val_every: int = 2000
-    checkpoint_every: int = 1000
-    seed: int = 0
-    num_workers: int = 0
+    val_every: int = setting(2000, range=(0, 100_000_000))
+    """Validate every this many steps (0: never), after saving ``last.pt``."""
+    checkpoint_every: int = setting(1000, range=(1, 100_000_000))
+    seed: int = setting(0, range=(0, 2**31 - 1))
+    num_workers: int = setting(0, range=(0, 256))
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     head_refit: HeadRefitConfig = field(default_factory=HeadRefitConfig)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -374,13 +390,15 @@ def load_yaml(cls: type, path: "str | Path") -> Any:
     """Read a YAML file into dataclass ``cls``; errors name the file and the key."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.MarkedYAMLError as exc:  # its text quotes the file over several lines
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML: {exc.problem or exc.context}{where}") from exc
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    if data is None:  # an empty file would silently mean every default
+        raise ConfigError(f"{path}: the config is empty; give the keys to set")
     try:
         return from_dict(cls, data)
     except ConfigError as exc:

@@ -21,6 +21,36 @@ def test_unknown_key_is_named(tmp_path):
         load_yaml(TrainConfig, path)
 
 
+@pytest.mark.parametrize("data, message", [
+    ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+    ({"steps": -1}, "steps must be >= 1, got -1"),
+    ({"lr": float("nan")}, "lr must be >= 1e-09, got nan"),
+    ({"lr": float("inf")}, "lr must be <= 10.0, got inf"),
+    ({"checkpoint_every": 0}, "checkpoint_every must be >= 1"),
+    ({"in_channels": 0}, "in_channels must be >= 3"),
+    ({"scenes": -1}, "scenes must be >= 0"),
+    ({"augment": {"min_density": 0}}, "augment.min_density must be >= 0.001"),
+    ({"augment": {"color_drop": 1.5}}, "augment.color_drop must be <= 1.0"),
+    ({"augment": {"scale_min": 1.2, "scale_max": 0.8}}, "augment.scale_min 1.2 must not exceed scale_max 0.8"),
+    ({"head_refit": {"alpha": float("nan")}}, "head_refit.alpha must be >= 0.0, got nan"),
+    ({"head_refit": {"voxels_per_class": 0}}, "head_refit.voxels_per_class must be >= 1"),
+    ({"loss": {"gamma": float("nan")}}, "loss.gamma must be >= 0.0, got nan"),
+])
+def test_training_settings_out_of_range_are_named(data, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        from_dict(TrainConfig, data)
+
+
+def test_an_empty_config_file_is_refused_not_read_as_every_default(tmp_path):
+    for text in ("", "~\n"):
+        (tmp_path / "empty.yaml").write_text(text)
+        with pytest.raises(ConfigError, match="empty.yaml: the config is empty"):
+            load_yaml(TrainConfig, tmp_path / "empty.yaml")
+    (tmp_path / "binary.yaml").write_bytes(b"\x98\xff\x00")
+    with pytest.raises(ConfigError, match="binary.yaml: cannot read config"):
+        load_yaml(TrainConfig, tmp_path / "binary.yaml")
+
+
 def test_wrong_type_is_named():
     with pytest.raises(ConfigError, match="cluster.min_cluster_size: expected int"):
         from_dict(SegmenterConfig, {"cluster": {"min_cluster_size": "big"}})
