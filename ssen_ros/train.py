@@ -110,7 +110,17 @@ class Trainer:
                               "torch_rng": torch.get_rng_state()})
 
     def resume(self, path: Path) -> None:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        """Continue from a checkpoint of this run's networks (``last.pt``, ``final.pt`` or an export);
+        any other file raises ``WeightsError`` in one line."""
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=False)
+            held = checkpoint.ModelSpec(**blob["model"])
+        except Exception as exc:  # torch and pickle raise many types for a file that is not ours
+            why = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise checkpoint.WeightsError(f"cannot resume from {path}: not a checkpoint that `ssen train` "
+                                          f"wrote ({why})") from None
+        if held != self.spec:
+            raise checkpoint.WeightsError(f"cannot resume from {path}: it holds {held}, this run trains {self.spec}")
         for net, key in ((self.semantic, "semantic"), (self.embedding, "embedding")):
             getattr(net, "module", net).load_state_dict({k: v.float() if v.is_floating_point() else v
                                                          for k, v in blob[key].items()})
@@ -157,8 +167,10 @@ class Trainer:
             terms = (zero, zero, zero)
         loss = ce + terms[0]
         if not torch.isfinite(loss):
+            last = self.out / "last.pt"
             raise TrainingError(f"loss is {loss.item()} at step {self.step} (cross-entropy {ce.item()}, "
-                                f"SSEN {terms[0].item()}); the last good checkpoint is {self.out / 'last.pt'}")
+                                f"SSEN {terms[0].item()}); " + (f"the last good checkpoint is {last}"
+                                                                if last.is_file() else "no checkpoint was saved yet"))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.semantic.parameters(), self.config.grad_clip)
@@ -224,9 +236,10 @@ def train(config: TrainConfig, resume: Optional[Path] = None) -> Path:
         if writer is not None:
             for k, v in stats.items():
                 writer.add_scalar(f"train/{k}", v, trainer.step)
-        if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
-            trainer.save(out / "last.pt")
-        if config.val_every and trainer.step % config.val_every == 0 and trainer.rank == 0:
+        validating = bool(config.val_every) and trainer.step % config.val_every == 0
+        if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps or validating:
+            trainer.save(out / "last.pt")  # validation reads the weights from it
+        if validating and trainer.rank == 0:
             scores = validate(out / "last.pt", Path(config.data) / "val")
             history.append({"step": trainer.step, "minutes": (time.time() - started) / 60, **scores})
             (out / "history.json").write_text(json.dumps(history, indent=2))

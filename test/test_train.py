@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from ssen_ros import head_refit, train as train_module
-from ssen_ros.checkpoint import export
+from ssen_ros.checkpoint import WeightsError, export
 from ssen_ros.config import TrainConfig, from_dict
 from ssen_ros.data.dataset import CACHE_NAME, DatasetError, find_scenes
 from ssen_ros.io.scannet import write_scannet_scene
@@ -86,6 +86,35 @@ def test_resume_continues_exactly_where_the_run_stopped(dataset, tmp_path):
         for name, value in a[net].items():
             assert torch.equal(value, b[net][name]), f"{net}.{name} differs after resume"
     assert a["meta"]["optimizer"]["param_groups"][0]["lr"] == b["meta"]["optimizer"]["param_groups"][0]["lr"]
+
+
+def test_resume_refuses_a_file_of_other_networks_or_none_in_one_line(dataset, tmp_path):
+    train_module.train(config(dataset, tmp_path / "run", steps=1, val_every=0))
+    (tmp_path / "garbage.pt").write_text("not a checkpoint")
+    with pytest.raises(WeightsError, match="cannot resume from .*garbage.pt: not a checkpoint that `ssen train` wrote"):
+        train_module.train(config(dataset, tmp_path / "other", steps=2, val_every=0), resume=tmp_path / "garbage.pt")
+    with pytest.raises(WeightsError, match=r"cannot resume from .*last.pt: it holds ModelSpec\(arch='Res16UNet14S'.*"
+                                           r"this run trains ModelSpec\(arch='Res16UNet14A'"):
+        train_module.train(config(dataset, tmp_path / "other", steps=2, val_every=0, arch="Res16UNet14A"),
+                           resume=tmp_path / "run" / "last.pt")
+
+
+def test_validation_before_the_first_checkpoint_reads_this_steps_weights(dataset, tmp_path):
+    train_module.train(config(dataset, tmp_path / "run", steps=2, val_every=1, checkpoint_every=1000))
+    assert [h["step"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1, 2]
+
+
+def test_cli_checks_overrides_and_the_export_path_before_training(dataset, tmp_path, capsys):
+    from ssen_ros.cli import main
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(dict(data=str(dataset), out=str(tmp_path / "run"), arch="Res16UNet14S",
+                                       voxel_size=0.1, steps=1, batch_size=1, val_every=0)))
+    before = cfg.read_text()
+    assert main(["train", str(cfg), "--steps", "-5"]) == 2
+    assert "steps must be >= 1, got -5" in capsys.readouterr().err
+    assert main(["train", str(cfg), "--export", str(cfg)]) == 2
+    assert f"--export {cfg} is a folder or an input of this run" in capsys.readouterr().err
+    assert cfg.read_text() == before and not (tmp_path / "run").exists()
 
 
 def test_lr_follows_milestones_or_a_fixed_period():

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from dataclasses import replace
 from pathlib import Path
 
-from ssen_ros.config import TrainConfig, load_yaml
+from ssen_ros.config import ConfigError, TrainConfig, load_yaml
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,14 +21,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ssen_ros.train import train
+    from ssen_ros.train import TrainingError, train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     config = load_yaml(TrainConfig, args.config)
-    for key in ("data", "out", "steps"):
-        if getattr(args, key) is not None:
-            setattr(config, key, getattr(args, key))
-    final = train(config, resume=args.resume)
+    overrides = {key: getattr(args, key) for key in ("data", "out", "steps") if getattr(args, key) is not None}
+    config = replace(config, **overrides)  # checked as the file's keys are
+    if args.export is not None and (args.export.is_dir() or any(
+            args.export.resolve() == p.resolve() for p in (args.config, args.resume) if p is not None)):
+        raise ConfigError(f"--export {args.export} is a folder or an input of this run; give a new file")
+    try:
+        final = train(config, resume=args.resume)
+    except TrainingError as exc:
+        print(f"ssen train: {exc}", file=sys.stderr)
+        return 1
     print(f"weights: {final}")
     if args.export is not None:
         from ssen_ros.checkpoint import export
