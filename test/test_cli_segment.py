@@ -235,3 +235,19 @@ def test_a_cloud_without_colour_gets_one_line_saying_so(weights, scene, tmp_path
     write_pcd(rgb, Cloud(scene.scan.points, scene.scan.colors))
     assert segment(rgb, "-o", tmp_path / "out2", "--weights", weights, "--quiet") == 0
     assert "no colour" not in capsys.readouterr().err
+
+
+def test_demo_refuses_bad_input_before_starting_any_process(tmp_path, capsys, monkeypatch):
+    import ssen_ros.cli.demo as demo
+
+    monkeypatch.setattr(demo.subprocess, "Popen", lambda *a, **k: pytest.fail("a process was started"))
+    (tmp_path / "cut.ply").write_text("ply\nformat ascii 1.0\nelement vertex 5\nproperty float x\nend_header\n1\n")
+    (tmp_path / "a_file").write_text("mine")
+    assert main(["demo", "--map", str(tmp_path / "cut.ply")]) == 2
+    assert "cut.ply (68 bytes): not a readable PLY file" in capsys.readouterr().err
+    assert main(["demo", "-o", str(tmp_path / "a_file")]) == 2
+    assert "-o " + str(tmp_path / "a_file") + " exists and is not a folder" in capsys.readouterr().err
+    assert (tmp_path / "a_file").read_text() == "mine"
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--timeout", "-1"])
+    assert exit_.value.code == 2 and "must be a finite number > 0.0" in capsys.readouterr().err

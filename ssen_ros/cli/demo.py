@@ -26,10 +26,13 @@ NODE = "ssen_node"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ssen_ros.cli import at_least
+
     parser.add_argument("-o", "--out", type=Path, default=Path("out/demo"), help="output folder")
     parser.add_argument("--map", type=Path, default=DEMO_MAP, help="cloud file to publish")
     parser.add_argument("--weights", default="default", help="weights file (default: shipped)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for results")
+    parser.add_argument("--timeout", type=at_least(0.0, above=True), default=600.0,
+                        help="seconds to wait for results")
 
 
 def _ros_environment() -> None:
@@ -43,9 +46,15 @@ def _ros_environment() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.map.is_file():
+    from ssen_ros.io import read_cloud
+
+    if not args.map.exists():
         print(f"ssen demo: map {args.map} does not exist", file=sys.stderr)
         return 2
+    if args.out.exists() and not args.out.is_dir():
+        print(f"ssen demo: -o {args.out} exists and is not a folder", file=sys.stderr)
+        return 2
+    read_cloud(args.map)  # a map the player cannot read fails here, in one line, before any process starts
     _ros_environment()
     node = subprocess.Popen([sys.executable, "-m", "ssen_ros.ros.entry", "--ros-args",
                              "-p", f"segmenter.weights:={args.weights}"])
