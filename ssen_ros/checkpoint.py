@@ -85,17 +85,22 @@ def load(path: "str | Path", backend: str = "auto", device: "str | torch.device"
     return spec, semantic.to(device).eval(), embedding.to(device).eval(), blob.get("meta", {})
 
 
+def load_failure(exc: BaseException) -> str:
+    """One line on why ``torch.load`` failed: the first line of the underlying error, without
+    the pages of advice torch wraps it in."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    return next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+
+
 def _read(path: "str | Path") -> dict:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file, wrapped in pages of advice
-        cause = exc.__cause__ or exc.__context__ or exc
-        why = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+    except Exception as exc:  # torch raises many types for a damaged file
         raise WeightsError(f"weights file {path} cannot be read (not a file `ssen train` wrote, or "
-                           f"damaged): {why}") from exc
+                           f"damaged): {load_failure(exc)}") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise WeightsError(f"weights file {path} is not an {FORMAT} file (train one with `ssen train`)")
     return blob

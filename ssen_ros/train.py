@@ -116,9 +116,8 @@ class Trainer:
             blob = torch.load(path, map_location="cpu", weights_only=False)
             held = checkpoint.ModelSpec(**blob["model"])
         except Exception as exc:  # torch and pickle raise many types for a file that is not ours
-            why = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
             raise checkpoint.WeightsError(f"cannot resume from {path}: not a checkpoint that `ssen train` "
-                                          f"wrote ({why})") from None
+                                          f"wrote ({checkpoint.load_failure(exc)})") from None
         if held != self.spec:
             raise checkpoint.WeightsError(f"cannot resume from {path}: it holds {held}, this run trains {self.spec}")
         for net, key in ((self.semantic, "semantic"), (self.embedding, "embedding")):

@@ -81,7 +81,7 @@ def test_cli_generate_then_evaluate_ground_truth_scores_one(tmp_path, capsys):
     listing = (tmp_path / "pred" / "synth20000_00.txt").read_text()
     assert ssen(["evaluate", str(tmp_path / "pred"), str(out), "--output",
                  str(tmp_path / "pred" / "synth20000_00.txt")]) == 2
-    assert "synth20000_00.txt is one of the input files" in capsys.readouterr().err
+    assert "synth20000_00.txt: is an input of this run" in capsys.readouterr().err
     assert (tmp_path / "pred" / "synth20000_00.txt").read_text() == listing
 
 

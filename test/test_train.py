@@ -113,7 +113,7 @@ def test_cli_checks_overrides_and_the_export_path_before_training(dataset, tmp_p
     assert main(["train", str(cfg), "--steps", "-5"]) == 2
     assert "steps must be >= 1, got -5" in capsys.readouterr().err
     assert main(["train", str(cfg), "--export", str(cfg)]) == 2
-    assert f"--export {cfg} is a folder or an input of this run" in capsys.readouterr().err
+    assert f"--export {cfg}: is an input of this run" in capsys.readouterr().err
     assert cfg.read_text() == before and not (tmp_path / "run").exists()
 
 

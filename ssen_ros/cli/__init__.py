@@ -12,6 +12,8 @@ import importlib
 import math
 import os
 import sys
+from pathlib import Path
+from typing import Iterable, Optional
 
 SUBCOMMANDS = {
     # name: (module, one-line help)
@@ -21,6 +23,19 @@ SUBCOMMANDS = {
     "train": ("ssen_ros.cli.train", "train the semantic and embedding networks"),
     "demo": ("ssen_ros.cli.demo", "run the node on the bundled map and write what it published"),
 }
+
+
+class OutputPathError(ValueError):
+    """An output path that would replace what the user gave, or is the wrong kind of path."""
+
+
+def check_output(path: Path, option: str, inputs: "Iterable[Optional[Path]]" = (), folder: bool = False) -> None:
+    """Before any work: the output ``path`` given as ``option`` is a folder when ``folder`` and
+    otherwise a file where it exists already, and none of the run's ``inputs``."""
+    if path.exists() and path.is_dir() != folder:
+        raise OutputPathError(f"{option} {path}: exists and is {'not ' if folder else ''}a folder")
+    if path.resolve() in {p.resolve() for p in inputs if p is not None}:
+        raise OutputPathError(f"{option} {path}: is an input of this run; give another path")
 
 
 def at_least(low: float, kind: type = float, above: bool = False):

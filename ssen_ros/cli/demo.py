@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ssen_ros.cli import at_least, check_output
+
 if TYPE_CHECKING:
     from ssen_ros.ros.demo import NodeOutputs
 
@@ -26,8 +28,6 @@ NODE = "ssen_node"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ssen_ros.cli import at_least
-
     parser.add_argument("-o", "--out", type=Path, default=Path("out/demo"), help="output folder")
     parser.add_argument("--map", type=Path, default=DEMO_MAP, help="cloud file to publish")
     parser.add_argument("--weights", default="default", help="weights file (default: shipped)")
@@ -51,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.map.exists():
         print(f"ssen demo: map {args.map} does not exist", file=sys.stderr)
         return 2
-    if args.out.exists() and not args.out.is_dir():
-        print(f"ssen demo: -o {args.out} exists and is not a folder", file=sys.stderr)
-        return 2
+    check_output(args.out, "-o", folder=True)
     read_cloud(args.map)  # a map the player cannot read fails here, in one line, before any process starts
     _ros_environment()
     node = subprocess.Popen([sys.executable, "-m", "ssen_ros.ros.entry", "--ros-args",

@@ -19,10 +19,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from ssen_ros.cli import at_least, check_output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ssen_ros.cli import at_least
-
     parser.add_argument("pred_dir", type=Path, nargs="?", help="submission folder: SCENE.txt + mask files")
     parser.add_argument("gt_dir", type=Path, nargs="?", help="ground truth: SCENE.txt files or SCENE/ folders")
     parser.add_argument("--data", type=Path, help="score a weights file on the labelled scenes in this folder")
@@ -68,12 +68,8 @@ def _evaluate_submission(args: argparse.Namespace) -> int:
     scenes = sorted(p.stem for p in args.pred_dir.glob("*.txt")
                     if p.name != "semantic_instance_evaluation.txt")
     output = args.output or args.pred_dir / "semantic_instance_evaluation.txt"
-    inputs = {p.resolve() for folder in (args.pred_dir, args.gt_dir) for p in folder.rglob("*")
-              if p.name != "semantic_instance_evaluation.txt"}
-    if output.resolve() in inputs:
-        print(f"ssen evaluate: --output {output} is one of the input files; choose another path",
-              file=sys.stderr)
-        return 2
+    check_output(output, "--output", [p for folder in (args.pred_dir, args.gt_dir) for p in folder.rglob("*")
+                                      if p.name != "semantic_instance_evaluation.txt"])
     try:
         gt = {name: _ground_truth(args.gt_dir, name) for name in scenes}
         result = evaluate_folders(args.pred_dir, gt)

@@ -6,9 +6,10 @@ import sys
 import time
 from pathlib import Path
 
+from ssen_ros.cli import at_least
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ssen_ros.cli import at_least
     from ssen_ros.synthetic.generate import SPLITS
     from ssen_ros.synthetic.room import ROOM_TYPES
 

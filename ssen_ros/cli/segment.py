@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ssen_ros.cli import OutputPathError, at_least, check_output
 from ssen_ros.config import Backend, ClusterMethod, Device, choices
 
 BAG_SUFFIXES = (".db3", ".mcap")
@@ -42,8 +43,6 @@ OUTPUT_NAMES = ("labeled.ply", "instances.json", "segmentation.png")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ssen_ros.cli import at_least
-
     parser.add_argument("input", type=Path,
                         help="a .ply or .pcd file, a ScanNet scene folder, or a rosbag2 bag "
                              "(folder, .db3 or .mcap) with --topic")
@@ -75,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from ssen_ros.segmenter import Segmenter, SegmenterError
 
     try:
-        check_output_folder(args.out, args.input)
+        check_output(args.out, "-o", folder=True)
+        for name in OUTPUT_NAMES:
+            check_output(args.out / name, "-o", [args.input])
         config = _config(args)
         t0 = time.perf_counter()
         cloud, info = read_input(args.input, args.topic, args.index)
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if cloud.colors is None:
             print(f"ssen segment: {args.input}: {NO_COLOUR}", file=sys.stderr)
         result = segmenter(points, cloud.colors, progress=not args.quiet)
-    except (InputError, CloudFormatError, ConfigError, WeightsError, SegmenterError) as err:
+    except (InputError, OutputPathError, CloudFormatError, ConfigError, WeightsError, SegmenterError) as err:
         print(f"ssen segment: {err}", file=sys.stderr)
         return 2
     paths = write_outputs(args.out, points, result, info, config)
@@ -94,15 +95,6 @@ def run(args: argparse.Namespace) -> int:
         print(summary_table(result))
         print("wrote " + ", ".join(str(p) for p in paths))
     return 0
-
-
-def check_output_folder(out: Path, input_path: Path) -> None:
-    """Before any work: ``out`` can be a folder, and writing it replaces no input file."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"-o {out}: exists and is not a folder")
-    for name in OUTPUT_NAMES:
-        if (out / name).exists() and input_path.exists() and (out / name).samefile(input_path):
-            raise InputError(f"-o {out}: writing {name} there would overwrite the input {input_path}")
 
 
 def _config(args: argparse.Namespace):

@@ -7,7 +7,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ssen_ros.config import ConfigError, TrainConfig, load_yaml
+from ssen_ros.cli import check_output
+from ssen_ros.config import TrainConfig, load_yaml
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,9 +28,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_yaml(TrainConfig, args.config)
     overrides = {key: getattr(args, key) for key in ("data", "out", "steps") if getattr(args, key) is not None}
     config = replace(config, **overrides)  # checked as the file's keys are
-    if args.export is not None and (args.export.is_dir() or any(
-            args.export.resolve() == p.resolve() for p in (args.config, args.resume) if p is not None)):
-        raise ConfigError(f"--export {args.export} is a folder or an input of this run; give a new file")
+    if args.export is not None:
+        check_output(args.export, "--export", [args.config, args.resume])
     try:
         final = train(config, resume=args.resume)
     except TrainingError as exc:
