@@ -137,19 +137,18 @@ def main(argv: list[str]) -> int:
         scans = [scan_features(segmenter, scene, colour) for scene in scenes]
         spaces = sorted({s.space for s in scans})
         shipped = point_confusion(scans, [s.predicted for s in scans])
-        cells, held_out_linear = [], None
+        cells, held_out = [], {}
         for hidden in (0, args.hidden):
             heads = {space: fit_head([s for s in scans if s.space != space], hidden, args.per_class, args.steps)
                      for space in spaces}
-            held_out = point_confusion(scans, [heads[s.space](s.features) for s in scans])
+            held_out[hidden] = point_confusion(scans, [heads[s.space](s.features) for s in scans])
             everywhere = fit_head(scans, hidden, args.per_class, args.steps)
             same = point_confusion(scans, [everywhere(s.features) for s in scans])
-            cells += [f"{semantic_miou(held_out):.3f}", f"{semantic_miou(same):.3f}"]
-            held_out_linear = held_out if not hidden else held_out_linear
+            cells += [f"{semantic_miou(held_out[hidden]):.3f}", f"{semantic_miou(same):.3f}"]
             print(name, "hidden", hidden, cells[-2:], flush=True)
         rows.append(f"| {name} | {semantic_miou(shipped):.3f} | " + " | ".join(cells) + " |")
         lines.append(f"Semantic IoU per class, {name}: shipped head: {iou_line(shipped)}.\n\n"
-                     f"Linear head fitted on the other spaces: {iou_line(held_out_linear)}.")
+                     f"Linear head fitted on the other spaces: {iou_line(held_out[0])}.")
     body = (weights_line(args.weights, segmenter) + "\n\n"
             f"Scans: {len(scenes)} under `{args.data}`, {len(spaces)} spaces ({', '.join(spaces)}); whole scans, "
             f"not tiled, point mIoU of the semantic labels alone (no instance stage). Heads: alpha "
